@@ -1,0 +1,39 @@
+"""Clients configured from Django settings (`IREDADMIN` in portal/settings.py)."""
+
+import threading
+
+from django.conf import settings
+
+from apps.iredadmin.client import IRedAdminClient
+
+
+def client_from_settings() -> IRedAdminClient:
+    """A new client for the configured server; it logs in on its first call."""
+    config = settings.IREDADMIN
+    return IRedAdminClient(
+        base_url=config["URL"],
+        username=config["USERNAME"],
+        password=config["PASSWORD"],
+        dialect=config["DIALECT"],
+        timeout=config["TIMEOUT"],
+        verify=config["CA_BUNDLE"] or config["VERIFY_TLS"],
+    )
+
+
+_local = threading.local()
+
+
+def thread_client() -> IRedAdminClient:
+    """This thread's client: logged in once, then reused by every task the thread runs."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = client_from_settings()
+    return client
+
+
+def reset_thread_client() -> None:
+    """Forget this thread's client (after a settings change, or in tests)."""
+    client = getattr(_local, "client", None)
+    if client is not None:
+        client.close()
+        _local.client = None
