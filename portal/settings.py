@@ -5,6 +5,7 @@ broker under `var/`, and the bundled iRedAdmin-Pro emulator on 127.0.0.1:8091.
 `DATABASE_URL` switches to PostgreSQL and `CELERY_BROKER_URL` to Redis.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -24,8 +25,10 @@ from portal.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Real environment variables win over the file, so CI and production are never overridden
-# by a developer's leftover `.env`.
-load_dotenv(BASE_DIR / ".env", override=False)
+# by a developer's leftover `.env`. MAILDESK_ENV_FILE names another file; empty reads none.
+_env_file = os.environ.get("MAILDESK_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    load_dotenv(_env_file, override=False)
 
 VAR_DIR = Path(env_str("MAILDESK_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -142,6 +145,7 @@ USE_TZ = True
 # --- Static files -----------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at every start when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -265,8 +265,12 @@ class EmulatorServer:
 
     def start(self) -> "EmulatorServer":
         """Serve in a background thread."""
+        # A short poll interval makes stop() quick: shutdown() waits for the next poll.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="iredadmin-emulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="iredadmin-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -1,0 +1,185 @@
+"""Settings come from the environment; production refuses unsafe values at start-up.
+
+Each case loads the settings in a fresh interpreter with a controlled environment (no `.env`),
+because settings are read once per process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from portal import env
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+GOOD_SECRET = "k" * 20 + "0123456789abcdefghijklmnopqrstuvwxyz"
+
+PRINT_SETTINGS = """
+import json, django
+django.setup()
+from django.conf import settings
+from portal.celery import app
+print(json.dumps({
+    "DEBUG": settings.DEBUG,
+    "ENGINE": settings.DATABASES["default"]["ENGINE"],
+    "DB_NAME": str(settings.DATABASES["default"]["NAME"]),
+    "BROKER": app.conf.broker_url,
+    "TRANSPORT_OPTIONS": app.conf.broker_transport_options,
+    "IREDADMIN": {k: v for k, v in settings.IREDADMIN.items() if k != "PASSWORD"},
+    "IREDADMIN_PASSWORD_SET": bool(settings.IREDADMIN["PASSWORD"]),
+    "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
+    "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
+}))
+"""
+
+
+def load_settings(tmp_path, **variables: str) -> subprocess.CompletedProcess:
+    environment = {
+        "PATH": os.environ["PATH"],
+        "MAILDESK_ENV_FILE": "",
+        "MAILDESK_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def loaded(tmp_path, **variables: str) -> dict:
+    result = load_settings(tmp_path, **variables)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def refusal(tmp_path, **variables: str) -> str:
+    result = load_settings(tmp_path, **variables)
+    assert result.returncode != 0
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_the_embedded_defaults_need_no_server(tmp_path):
+    values = loaded(tmp_path)
+
+    assert values["DEBUG"] is True
+    assert values["ENGINE"] == "django.db.backends.sqlite3"
+    assert values["DB_NAME"] == str(tmp_path / "var" / "maildesk.sqlite3")
+    assert values["BROKER"] == "filesystem://"
+    assert values["TRANSPORT_OPTIONS"]["data_folder_in"] == str(tmp_path / "var/broker/queue")
+    assert (tmp_path / "var" / "broker" / "queue").is_dir()
+    assert values["IREDADMIN"]["URL"] == "http://127.0.0.1:8091/iredadmin/api"
+    assert values["IREDADMIN"]["DIALECT"] == "auto"
+
+
+def test_database_url_switches_to_postgresql(tmp_path):
+    values = loaded(tmp_path, DATABASE_URL="postgres://maildesk@db.example.net:5432/maildesk")
+
+    assert values["ENGINE"] == "django.db.backends.postgresql"
+    assert values["DB_NAME"] == "maildesk"
+
+
+def test_celery_broker_url_switches_to_redis(tmp_path):
+    values = loaded(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
+
+    assert values["BROKER"] == "redis://127.0.0.1:6379/3"
+    assert values["TRANSPORT_OPTIONS"] == {"visibility_timeout": 3600}
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    message = refusal(tmp_path, DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="portal.example.net")
+
+    assert "DJANGO_SECRET_KEY must be set" in message
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["too-short", "django-insecure-" + "x" * 60, "a" * 60],
+)
+def test_production_refuses_a_weak_secret_key(tmp_path, secret):
+    message = refusal(
+        tmp_path,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secret,
+        DJANGO_ALLOWED_HOSTS="portal.example.net",
+    )
+
+    assert "DJANGO_SECRET_KEY must be set" in message
+
+
+def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
+    message = refusal(tmp_path, DJANGO_DEBUG="false", DJANGO_SECRET_KEY=GOOD_SECRET)
+
+    assert "DJANGO_ALLOWED_HOSTS" in message
+
+
+def test_production_starts_with_a_real_secret_key_and_secure_cookies(tmp_path):
+    values = loaded(
+        tmp_path,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=GOOD_SECRET,
+        DJANGO_ALLOWED_HOSTS="portal.example.net",
+    )
+
+    assert values["DEBUG"] is False
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["SECURE_HSTS_SECONDS"] == 31536000
+
+
+def test_the_admin_password_can_come_from_a_file(tmp_path):
+    secret_file = tmp_path / "iredadmin-password"
+    secret_file.write_text("From-A-File-1!\n")
+
+    values = loaded(tmp_path, IREDADMIN_PASSWORD_FILE=str(secret_file))
+
+    assert values["IREDADMIN_PASSWORD_SET"] is True
+
+
+def test_the_settings_name_a_wrong_value(tmp_path):
+    assert "DJANGO_DEBUG must be true or false" in refusal(tmp_path, DJANGO_DEBUG="maybe")
+    assert "IREDADMIN_DIALECT must be one of" in refusal(tmp_path, IREDADMIN_DIALECT="v2")
+    assert "IREDADMIN_TIMEOUT must be a number" in refusal(tmp_path, IREDADMIN_TIMEOUT="soon")
+
+
+class TestEnvironmentReaders:
+    def test_booleans(self, monkeypatch):
+        monkeypatch.setenv("FLAG", "Yes")
+        assert env.env_bool("FLAG", False) is True
+        monkeypatch.setenv("FLAG", "off")
+        assert env.env_bool("FLAG", True) is False
+        monkeypatch.setenv("FLAG", "")
+        assert env.env_bool("FLAG", True) is True
+
+    def test_numbers_with_a_minimum(self, monkeypatch):
+        monkeypatch.setenv("COUNT", "3")
+        assert env.env_int("COUNT", 1, minimum=0) == 3
+        monkeypatch.setenv("COUNT", "-1")
+        with pytest.raises(ImproperlyConfigured, match="COUNT must be at least 0"):
+            env.env_int("COUNT", 1, minimum=0)
+
+    def test_lists(self, monkeypatch):
+        monkeypatch.setenv("HOSTS", " a.example , ,b.example")
+        assert env.env_list("HOSTS") == ["a.example", "b.example"]
+        monkeypatch.delenv("HOSTS")
+        assert env.env_list("HOSTS", ["default"]) == ["default"]
+
+    def test_secrets_from_a_file_or_the_variable_but_not_both(self, monkeypatch, tmp_path):
+        secret_file = tmp_path / "secret"
+        secret_file.write_text("s3cret\n")
+        monkeypatch.setenv("TOKEN_FILE", str(secret_file))
+        assert env.env_secret("TOKEN") == "s3cret"
+        monkeypatch.setenv("TOKEN", "direct")
+        with pytest.raises(ImproperlyConfigured, match="not both"):
+            env.env_secret("TOKEN")
+        monkeypatch.delenv("TOKEN")
+        monkeypatch.setenv("TOKEN_FILE", str(tmp_path / "missing"))
+        with pytest.raises(ImproperlyConfigured, match="cannot be read"):
+            env.env_secret("TOKEN")
