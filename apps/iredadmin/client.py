@@ -126,8 +126,11 @@ class IRedAdminClient:
         #: API calls sent, logins excluded.
         self.call_count = 0
 
+        # Passed with every request: a session-level `verify` loses to REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE in the environment (psf/requests#3829), which would silently replace
+        # an operator's CA bundle or verify=False.
+        self._verify = verify
         self._http = requests.Session()
-        self._http.verify = verify
         # No automatic retries at the HTTP layer: a repeated POST must be our decision.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         self._http.mount("http://", adapter)
@@ -318,6 +321,7 @@ class IRedAdminClient:
                 params=query,
                 allow_redirects=False,
                 timeout=self._timeout,
+                verify=self._verify,
             )
         except requests.exceptions.SSLError:
             raise AuthenticationError("TLS_ERROR") from None
