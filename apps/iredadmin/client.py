@@ -262,7 +262,6 @@ class IRedAdminClient:
         if not self._logged_in:
             self.login()
         form = self._form(fields, field_names) if fields and field_names else None
-        changes_state = method != "GET"
         try:
             return self._attempt(method, path, form, query, may_have_taken_effect=False)
         except _SessionLost as lost:
@@ -273,8 +272,8 @@ class IRedAdminClient:
                 _display(path),
             )
             first_attempt_may_have_taken_effect = lost.may_have_taken_effect
-        self.login()
         try:
+            self.login()
             return self._attempt(
                 method,
                 path,
@@ -284,9 +283,11 @@ class IRedAdminClient:
             )
         except _SessionLost as lost_again:
             raise lost_again.as_error() from None
-        except RejectedError as refused:
-            # An ALREADY_EXISTS answering the repeat may be our own first attempt.
-            refused.may_have_taken_effect = changes_state and first_attempt_may_have_taken_effect
+        except IRedAdminError as error:
+            # Whatever the re-login or the repeat says (an ALREADY_EXISTS, a timeout), the
+            # first attempt may have done the work already.
+            if first_attempt_may_have_taken_effect:
+                error.may_have_taken_effect = True
             raise
 
     def _attempt(

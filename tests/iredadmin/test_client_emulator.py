@@ -380,3 +380,32 @@ def test_clients_in_parallel_threads_log_in_once_each(emulator_server):
     assert stats["logins"] == 8
     assert stats["connections"] == 8
     assert 1 < stats["in_flight_max"] <= 8
+
+
+def test_an_error_at_the_re_login_after_a_lost_answer_may_have_taken_effect(emulator_server):
+    emulator_server.emulator.add_domain("example.com")
+    client = client_for(emulator_server)
+    client.login()
+    emulator_server.emulator.add_fault(Fault(kind="html", route="user", effect=True))
+    emulator_server.emulator.add_fault(Fault(kind="error", route="login", message="NOT_AUTHORIZED"))
+
+    with pytest.raises(AuthenticationError) as error:
+        client.create_user("jane@example.com", password=MAILBOX_PASSWORD)
+
+    assert error.value.code == "NOT_AUTHORIZED"
+    assert error.value.may_have_taken_effect is True
+    assert emulator_server.emulator.accounts()["users"] == ["jane@example.com"]
+
+
+def test_an_error_on_the_repeat_after_a_lost_answer_may_have_taken_effect(emulator_server):
+    emulator_server.emulator.add_domain("example.com")
+    emulator_server.emulator.add_fault(Fault(kind="html", route="user", effect=True))
+    emulator_server.emulator.add_fault(
+        Fault(kind="error", route="user", message="ERROR_WHILE_QUERYING_DB")
+    )
+
+    with pytest.raises(RejectedError) as error:
+        client_for(emulator_server).create_user("jane@example.com", password=MAILBOX_PASSWORD)
+
+    assert error.value.code == "ERROR_WHILE_QUERYING_DB"
+    assert error.value.may_have_taken_effect is True
