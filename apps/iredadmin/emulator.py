@@ -459,7 +459,14 @@ class Emulator:
             latency = self.config.latency
             if latency > 0:
                 time.sleep(latency)
-            return self._handle(request)
+            reply = self._handle(request)
+            if reply.session_id is None and not (reply.drop or reply.expire_cookie):
+                # Like web.py's session processor: every answer carries a session cookie, a
+                # fresh anonymous one unless the caller has a live session.
+                with self._lock:
+                    known = request.session_id in self._sessions
+                reply.session_id = request.session_id if known else secrets.token_hex(20)
+            return reply
         finally:
             self._leave()
 
@@ -475,7 +482,7 @@ class Emulator:
                 location += "?" + "&".join(
                     f"{quote(k)}={quote(v)}" for k, v in request.query.items()
                 )
-            return self._redirect(location, session_id=request.session_id)
+            return self._redirect(location)
         route, value = self._match(path)
         if route is None:
             with self._lock:
@@ -494,6 +501,8 @@ class Emulator:
 
     def _match(self, path: str) -> tuple[str | None, str]:
         for name, pattern in _ROUTES:
+            if name not in _METHODS[self.dialect]:
+                continue  # this release of the API has no such route
             match = pattern.fullmatch(path)
             if match:
                 return name, (match.group(1).lower() if match.groups() else "")
@@ -518,7 +527,7 @@ class Emulator:
             if fault.effect:
                 time.sleep(fault.delay)
             return reply
-        session_id = request.session_id
+        session_id = None
         if fault.effect:
             session_id = self._serve(request, route, value).session_id
         if fault.kind == "drop":
@@ -536,7 +545,7 @@ class Emulator:
     def _serve(self, request: ApiRequest, route: str, value: str) -> Reply:
         with self._lock:
             if not ip_allowed(request.client_ip, self.config.allowed_clients):
-                return self._json(self._failure("NOT_AUTHORIZED"), session_id=request.session_id)
+                return self._json(self._failure("NOT_AUTHORIZED"))
             if route == "login":
                 return self._login(request)
             session_id, admin, expired_reply = self._session(request)
@@ -552,7 +561,10 @@ class Emulator:
             return self._json(self._success(data), session_id=session_id)
 
     def _session(self, request: ApiRequest) -> tuple[str, _Admin | None, Reply | None]:
-        """The caller's session: (session id, admin or None, a 303 reply if it just expired)."""
+        """The caller's session: (its id, its admin, a 303 reply if it just expired).
+
+        An anonymous caller gets (None, None, None): `handle` gives its answer a new cookie.
+        """
         now = time.monotonic()
         session = self._sessions.get(request.session_id or "")
         if session and now - session.last_seen > self.config.session_timeout:
@@ -564,22 +576,22 @@ class Emulator:
             del self._sessions[request.session_id]
             self._stats["sessions_expired"] += 1
             if self.config.session_expiry_style == "redirect":
-                return "", None, self._session_expired_redirect()
+                return None, None, self._session_expired_redirect()
             session = None
         if session and session.client_ip != request.client_ip:
             # The session is bound to the client's IP (SESSION_IGNORE_CHANGE_IP = False).
             del self._sessions[request.session_id]
             self._stats["sessions_expired"] += 1
-            return "", None, self._session_expired_redirect()
+            return None, None, self._session_expired_redirect()
         if session is None:
             # Like web.py with ignore_expiry: an unknown or expired cookie gets a fresh session.
-            return secrets.token_hex(20), None, None
+            return None, None, None
         session.last_seen = now
         return request.session_id, self._admins.get(session.admin), None
 
     def _login(self, request: ApiRequest) -> Reply:
         if request.method == "GET":
-            return self._json(self._failure("INVALID_HTTP_METHOD"), session_id=request.session_id)
+            return self._json(self._failure("INVALID_HTTP_METHOD"))
         fields_ = {**request.query, **request.form}
         username = fields_.get("username", "").strip().lower()
         password = fields_.get("password", "")
@@ -593,7 +605,7 @@ class Emulator:
             code = "INVALID_CREDENTIALS"
         if code:
             self._stats["failed_logins"] += 1
-            return self._json(self._failure(code), session_id=request.session_id)
+            return self._json(self._failure(code))
         if admin.global_admin and not ip_allowed(request.client_ip, self.config.global_admin_ips):
             self._stats["failed_logins"] += 1
             return self._redirect(f"{self.prefix}/login?msg=NOT_ALLOWED_IP")
@@ -712,14 +724,15 @@ class Emulator:
             if problems:
                 raise _Refusal(",".join(problems))
             stored = _hash_password(form["password"])
-        language = form.get(names["language"], "")
+        # Absent: the domain's default language. Unknown: silently blank (contract §7.1).
+        language = form.get(names["language"], domain.language)
         now = _now_iso()
         self._mailboxes[email] = _Mailbox(
             username=email,
             domain=domain_name,
             password=stored,
             name=form.get(names["name"], ""),
-            language=language if language in validators.LANGUAGES else domain.language,
+            language=language if language in validators.LANGUAGES else "",
             quota=quota,
             created=now,
             modified=now,
@@ -777,14 +790,14 @@ class Emulator:
             return {"success": False, "msg": code}
         return {"_success": False, "_msg": code}
 
-    def _json(self, payload: dict[str, Any], *, session_id: str | None) -> Reply:
-        return Reply(200, json.dumps(payload).encode(), session_id=session_id or None)
+    def _json(self, payload: dict[str, Any], *, session_id: str | None = None) -> Reply:
+        return Reply(200, json.dumps(payload).encode(), session_id=session_id)
 
     def _framework(self, status: int, text: str) -> Reply:
         return Reply(status, text.encode(), "text/html; charset=utf-8")
 
-    def _redirect(self, location: str, *, session_id: str | None = None) -> Reply:
-        return Reply(303, b"", "text/html; charset=utf-8", session_id=session_id, location=location)
+    def _redirect(self, location: str) -> Reply:
+        return Reply(303, b"", "text/html; charset=utf-8", location=location)
 
     def _session_expired_redirect(self) -> Reply:
         reply = self._redirect(f"{self.prefix}/login?msg=SESSION_EXPIRED")

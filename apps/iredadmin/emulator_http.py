@@ -24,6 +24,8 @@ import logging
 import socket
 import threading
 from dataclasses import asdict
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -33,8 +35,6 @@ import requests
 from apps.iredadmin.emulator import ApiRequest, Emulator, Fault, Reply
 
 logger = logging.getLogger(__name__)
-
-_FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -79,11 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw_path.startswith(emulator.prefix + "/"):
             self._write(Reply(404, b"not found", "text/html; charset=utf-8"))
             return
-        form: dict[str, str] = {}
-        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        # The server reads bodies of POST/PUT/PATCH only; multipart is not emulated.
-        if self.command in ("POST", "PUT", "PATCH") and content_type == _FORM_TYPE:
-            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        # The server reads the bodies of POST/PUT/PATCH only (DELETE options go in the query).
+        form = _form_fields(self.headers.get("Content-Type", ""), body)
+        if self.command not in ("POST", "PUT", "PATCH"):
+            form = {}
         request = ApiRequest(
             method=self.command,
             path=unquote(raw_path.removeprefix(emulator.prefix), errors="replace"),
@@ -198,6 +197,25 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, {"error": f"no control endpoint {method} /_emulator/{path}"}
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """Form fields of a url-encoded or multipart body; other bodies (JSON) are not understood."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    if kind == "multipart/form-data":
+        message = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + body
+        )
+        fields = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                payload = part.get_payload(decode=True) or b""
+                fields[name] = payload.decode("utf-8", "replace")
+        return fields
+    return {}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -268,7 +286,7 @@ class EmulatorServer:
         # A short poll interval makes stop() quick: shutdown() waits for the next poll.
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="iredadmin-emulator",
             daemon=True,
         )
