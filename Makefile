@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 MAILDESK_PORT ?= 8000
 export MAILDESK_PORT
 
-.PHONY: run test lint format check smoke clean
+.PHONY: run test lint format bench smoke clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Maildesk needs Python 3.11 or newer (set PYTHON=...)")'
@@ -41,6 +41,10 @@ lint: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench: the benchmarks (bounded; prints ratios measured side by side; see docs/performance.md)
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/emulator_bench.py
 
 ## smoke: what a newcomer does: fresh clone, `make run`, log in
 smoke:

@@ -39,6 +39,7 @@ from apps.iredadmin.emulator_records import (
     Refusal,
     Reply,
     Session,
+    Store,
     assign_quota,
     domain_profile,
     hash_password,
@@ -100,8 +101,7 @@ class Emulator:
         self.cookie_path = f"{self.prefix}/"
         self.config = Config()
         self._lock = threading.RLock()
-        self._domains: dict[str, Domain] = {}
-        self._mailboxes: dict[str, Mailbox] = {}
+        self._store = Store()
         self._admins: dict[str, Admin] = {}
         self._sessions: dict[str, Session] = {}
         self._faults: list[Fault] = []
@@ -132,8 +132,8 @@ class Emulator:
         """Create a domain directly (seeding): values are `Domain` columns, e.g. maxquota."""
         with self._lock:
             now = now_iso()
-            self._domains[domain.lower()] = Domain(
-                domain=domain.lower(), created=now, modified=now, **values
+            self._store.add_domain(
+                Domain(domain=domain.lower(), created=now, modified=now, **values)
             )
             self._save_state()
 
@@ -142,18 +142,20 @@ class Emulator:
         with self._lock:
             address = email.lower()
             domain = address.rpartition("@")[2]
-            if domain not in self._domains:
+            if domain not in self._store.domains:
                 raise ValueError(f"domain {domain} does not exist")
             now = now_iso()
-            self._mailboxes[address] = Mailbox(
-                username=address,
-                domain=domain,
-                password=hash_password(password),
-                name=name,
-                quota=quota,
-                created=now,
-                modified=now,
-                passwordlastchange=now,
+            self._store.add_mailbox(
+                Mailbox(
+                    username=address,
+                    domain=domain,
+                    password=hash_password(password),
+                    name=name,
+                    quota=quota,
+                    created=now,
+                    modified=now,
+                    passwordlastchange=now,
+                )
             )
             self._save_state()
 
@@ -213,8 +215,7 @@ class Emulator:
     def reset(self) -> None:
         """Forget every domain, mailbox, session, fault and counter (admins stay)."""
         with self._lock:
-            self._domains.clear()
-            self._mailboxes.clear()
+            self._store.clear()
             self._sessions.clear()
             self._faults.clear()
             self.config = Config()
@@ -233,18 +234,21 @@ class Emulator:
 
     def accounts(self) -> dict[str, list[str]]:
         with self._lock:
-            return {"domains": sorted(self._domains), "users": sorted(self._mailboxes)}
+            return {
+                "domains": sorted(self._store.domains),
+                "users": sorted(self._store.mailboxes),
+            }
 
     def mailbox(self, email: str) -> dict[str, Any] | None:
         """A mailbox's stored row without its hash (for tests), or None."""
         with self._lock:
-            mailbox = self._mailboxes.get(email.lower())
+            mailbox = self._store.mailboxes.get(email.lower())
             return user_profile(mailbox) if mailbox else None
 
     def domain(self, domain: str) -> dict[str, Any] | None:
         with self._lock:
-            found = self._domains.get(domain.lower())
-            return domain_profile(found, list(self._mailboxes.values())) if found else None
+            found = self._store.domains.get(domain.lower())
+            return self._domain_profile(found) if found else None
 
     # --- Connection accounting (called by the HTTP layer) --------------------------------------
 
@@ -431,7 +435,9 @@ class Emulator:
     # --- Operations (called with the lock held; raise Refusal to answer a failure) -----------
 
     def _get_domains(self, request: ApiRequest, value: str, admin: Admin) -> Any:
-        visible = [d for name, d in sorted(self._domains.items()) if self._may_manage(admin, name)]
+        visible = [
+            d for name, d in sorted(self._store.domains.items()) if self._may_manage(admin, name)
+        ]
         if "disabled_only" in request.query:
             visible = [d for d in visible if not d.active]
         if "name_only" in request.query:
@@ -440,35 +446,37 @@ class Emulator:
 
     def _get_domain(self, request: ApiRequest, domain: str, admin: Admin) -> Any:
         self._require_domain_access(admin, domain)
-        found = self._domains.get(domain)
+        found = self._store.domains.get(domain)
         if found is None:
             raise Refusal("INVALID_DOMAIN_NAME")
-        return domain_profile(found, list(self._mailboxes.values()))
+        return self._domain_profile(found)
 
     def _post_domain(self, request: ApiRequest, domain: str, admin: Admin) -> Any:
         if not admin.global_admin:
             raise Refusal("PERMISSION_DENIED")
         if not validators.server_accepts_domain(domain):
             raise Refusal("INVALID_DOMAIN_NAME")
-        if domain in self._domains:
+        if domain in self._store.domains:
             raise Refusal("ALREADY_EXISTS")
         form = {**request.query, **request.form}
         names = self._field_names()
         language = form.get(names["language"], "")
         now = now_iso()
-        self._domains[domain] = Domain(
-            domain=domain,
-            description=form.get(names["name"], ""),
-            language=language if language in validators.LANGUAGES else "",
-            maxquota=max(to_int(form.get("quota")), 0),
-            default_user_quota=max(to_int(form.get("defaultQuota")), 0),
-            max_user_quota=max(to_int(form.get("maxUserQuota")), 0),
-            mailboxes=to_int(form.get("numberOfUsers")),
-            aliases=to_int(form.get("numberOfAliases")),
-            maillists=to_int(form.get("numberOfLists")),
-            transport=form.get("transport") or "dovecot",
-            created=now,
-            modified=now,
+        self._store.add_domain(
+            Domain(
+                domain=domain,
+                description=form.get(names["name"], ""),
+                language=language if language in validators.LANGUAGES else "",
+                maxquota=max(to_int(form.get("quota")), 0),
+                default_user_quota=max(to_int(form.get("defaultQuota")), 0),
+                max_user_quota=max(to_int(form.get("maxUserQuota")), 0),
+                mailboxes=to_int(form.get("numberOfUsers")),
+                aliases=to_int(form.get("numberOfAliases")),
+                maillists=to_int(form.get("numberOfLists")),
+                transport=form.get("transport") or "dovecot",
+                created=now,
+                modified=now,
+            )
         )
         self._created[f"domain:{domain}"] += 1
         self._save_state()
@@ -477,19 +485,19 @@ class Emulator:
     def _delete_domain(self, request: ApiRequest, domain: str, admin: Admin) -> Any:
         self._require_domain_access(admin, domain)
         # No existence check: deleting a missing domain succeeds. Its mailboxes go with it.
-        if self._domains.pop(domain, None) is not None:
-            self._deleted[f"domain:{domain}"] += 1
-        for address in [a for a, m in self._mailboxes.items() if m.domain == domain]:
-            del self._mailboxes[address]
+        existed = domain in self._store.domains
+        for address in self._store.remove_domain(domain):
             self._deleted[f"user:{address}"] += 1
+        if existed:
+            self._deleted[f"domain:{domain}"] += 1
         self._save_state()
         return None
 
     def _get_users(self, request: ApiRequest, domain: str, admin: Admin) -> Any:
         self._require_domain_access(admin, domain)
-        if domain not in self._domains:
+        if domain not in self._store.domains:
             raise Refusal("INVALID_DOMAIN_NAME")
-        boxes = [m for _, m in sorted(self._mailboxes.items()) if m.domain == domain]
+        boxes = sorted(self._store.mailboxes_of(domain), key=lambda m: m.username)
         if "disabled_only" in request.query:
             boxes = [m for m in boxes if not m.active]
         if "email_only" in request.query:
@@ -498,7 +506,7 @@ class Emulator:
 
     def _get_user(self, request: ApiRequest, email: str, admin: Admin) -> Any:
         self._require_domain_access(admin, email.rpartition("@")[2])
-        found = self._mailboxes.get(email)
+        found = self._store.mailboxes.get(email)
         if found is None:
             raise Refusal("NO_SUCH_ACCOUNT")
         return user_profile(found)
@@ -510,20 +518,20 @@ class Emulator:
         if not validators.server_accepts_new_mailbox(email):
             raise Refusal("INVALID_MAIL")
         local, _, _ = email.partition("@")
-        if f"{local.partition('+')[0]}@{domain_name}" in self._mailboxes:
+        if f"{local.partition('+')[0]}@{domain_name}" in self._store.mailboxes:
             raise Refusal("ALREADY_EXISTS")
-        domain = self._domains.get(domain_name)
+        domain = self._store.domains.get(domain_name)
         if domain is None:
             raise Refusal("INVALID_DOMAIN_NAME")
-        existing = [m for m in self._mailboxes.values() if m.domain == domain_name]
-        allocated = sum(m.quota for m in existing)
         if domain.mailboxes == -1:
             raise Refusal("NOT_ALLOWED")
-        if domain.mailboxes > 0 and len(existing) >= domain.mailboxes:
+        if domain.mailboxes > 0 and self._store.count_in(domain_name) >= domain.mailboxes:
             raise Refusal("EXCEEDED_DOMAIN_ACCOUNT_LIMIT")
         form = {**request.query, **request.form}
         names = self._field_names()
-        quota = assign_quota(domain, allocated, form.get(names["quota"]))
+        quota = assign_quota(
+            domain, self._store.allocated_in(domain_name), form.get(names["quota"])
+        )
         password_hash = form.get("password_hash", "")
         if password_hash:
             scheme = re.match(r"\{([A-Z0-9\-]+)\}", password_hash.upper())
@@ -542,16 +550,18 @@ class Emulator:
         # Absent: the domain's default language. Unknown: silently blank (contract §7.1).
         language = form.get(names["language"], domain.language)
         now = now_iso()
-        self._mailboxes[email] = Mailbox(
-            username=email,
-            domain=domain_name,
-            password=stored,
-            name=form.get(names["name"], ""),
-            language=language if language in validators.LANGUAGES else "",
-            quota=quota,
-            created=now,
-            modified=now,
-            passwordlastchange=now,
+        self._store.add_mailbox(
+            Mailbox(
+                username=email,
+                domain=domain_name,
+                password=stored,
+                name=form.get(names["name"], ""),
+                language=language if language in validators.LANGUAGES else "",
+                quota=quota,
+                created=now,
+                modified=now,
+                passwordlastchange=now,
+            )
         )
         self._created[f"user:{email}"] += 1
         self._save_state()
@@ -559,12 +569,15 @@ class Emulator:
 
     def _delete_user(self, request: ApiRequest, email: str, admin: Admin) -> Any:
         self._require_domain_access(admin, email.rpartition("@")[2])
-        if self._mailboxes.pop(email, None) is not None:
+        if self._store.remove_mailbox(email):
             self._deleted[f"user:{email}"] += 1
             self._save_state()
         return None
 
     # --- Rules ---------------------------------------------------------------------------------
+
+    def _domain_profile(self, domain: Domain) -> dict[str, Any]:
+        return domain_profile(domain, self._store.mailboxes_of(domain.domain))
 
     def _may_manage(self, admin: Admin, domain: str) -> bool:
         return admin.global_admin or domain in admin.domains
@@ -609,16 +622,10 @@ class Emulator:
     def _save_state(self) -> None:
         if self._state_file is None:
             return
-        state = {
-            "domains": [asdict(d) for d in self._domains.values()],
-            "mailboxes": [asdict(m) for m in self._mailboxes.values()],
-        }
         temporary = self._state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=1))
+        temporary.write_text(json.dumps(self._store.to_state(), indent=1))
         os.replace(temporary, self._state_file)
 
     def _load_state(self) -> None:
         """Read the rows saved by `_save_state` (only called when the file exists)."""
-        state = json.loads(self._state_file.read_text())
-        self._domains = {d["domain"]: Domain(**d) for d in state.get("domains", [])}
-        self._mailboxes = {m["username"]: Mailbox(**m) for m in state.get("mailboxes", [])}
+        self._store.load_state(json.loads(self._state_file.read_text()))

@@ -60,7 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.untrack(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.client_address[0], format % args)
+        # Called for every request: format only when someone reads debug output.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s", self.client_address[0], format % args)
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -318,3 +318,71 @@ def user_profile(mailbox: Mailbox) -> dict[str, Any]:
         "stored_messages": 0,
         "last_login": "",
     }
+
+
+class Store:
+    """Domains and mailboxes, indexed so that no operation scans every mailbox.
+
+    Benchmarks push tens of thousands of mailboxes into one domain; counting a domain's
+    mailboxes or summing its quotas on each creation would make the emulator slower the
+    longer it runs. Not thread-safe by itself: the Emulator's lock guards it.
+    """
+
+    def __init__(self) -> None:
+        self.domains: dict[str, Domain] = {}
+        self.mailboxes: dict[str, Mailbox] = {}
+        self._by_domain: dict[str, dict[str, Mailbox]] = {}
+        self._allocated: dict[str, int] = {}
+
+    def clear(self) -> None:
+        self.__init__()
+
+    def add_domain(self, domain: Domain) -> None:
+        self.domains[domain.domain] = domain
+        self._by_domain.setdefault(domain.domain, {})
+        self._allocated.setdefault(domain.domain, 0)
+
+    def remove_domain(self, name: str) -> list[str]:
+        """Remove a domain and its mailboxes; returns the removed addresses."""
+        self.domains.pop(name, None)
+        removed = list(self._by_domain.pop(name, {}))
+        for address in removed:
+            del self.mailboxes[address]
+        self._allocated.pop(name, None)
+        return removed
+
+    def add_mailbox(self, mailbox: Mailbox) -> None:
+        self.mailboxes[mailbox.username] = mailbox
+        self._by_domain.setdefault(mailbox.domain, {})[mailbox.username] = mailbox
+        self._allocated[mailbox.domain] = self._allocated.get(mailbox.domain, 0) + mailbox.quota
+
+    def remove_mailbox(self, address: str) -> bool:
+        mailbox = self.mailboxes.pop(address, None)
+        if mailbox is None:
+            return False
+        del self._by_domain[mailbox.domain][address]
+        self._allocated[mailbox.domain] -= mailbox.quota
+        return True
+
+    def mailboxes_of(self, domain: str) -> list[Mailbox]:
+        return list(self._by_domain.get(domain, {}).values())
+
+    def count_in(self, domain: str) -> int:
+        return len(self._by_domain.get(domain, {}))
+
+    def allocated_in(self, domain: str) -> int:
+        """The sum of the domain's mailbox quotas, in MB."""
+        return self._allocated.get(domain, 0)
+
+    def to_state(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "domains": [asdict(d) for d in self.domains.values()],
+            "mailboxes": [asdict(m) for m in self.mailboxes.values()],
+        }
+
+    def load_state(self, state: dict[str, list[dict[str, Any]]]) -> None:
+        self.clear()
+        for row in state.get("domains", []):
+            self.add_domain(Domain(**row))
+        for row in state.get("mailboxes", []):
+            self.add_mailbox(Mailbox(**row))

@@ -1177,6 +1177,48 @@ def test_tls_is_verified_by_default(http):
     assert http.calls[0].request.req_kwargs["verify"] is True
 
 
+def test_the_system_ca_bundle_from_the_environment_is_used_when_verifying(
+    http, monkeypatch, tmp_path
+):
+    system_bundle = tmp_path / "system-ca.pem"
+    system_bundle.write_text("system CAs\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(system_bundle))
+    stub_login(http, CURRENT)
+
+    make_client(CURRENT).login()
+
+    assert http.calls[0].request.req_kwargs["verify"] == str(system_bundle)
+
+
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_exempts_the_server(http, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.net:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    stub_login(http, CURRENT)
+    stub_login(http, CURRENT)
+
+    make_client(CURRENT).login()
+    monkeypatch.setenv("NO_PROXY", "mail.example.com")
+    make_client(CURRENT).login()
+
+    assert http.calls[0].request.req_kwargs["proxies"]["https"] == ("http://proxy.example.net:3128")
+    assert "https" not in http.calls[1].request.req_kwargs["proxies"]
+
+
+def test_the_environment_is_read_once_when_the_client_is_made(http, monkeypatch):
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    stub_login(http, CURRENT)
+    http.add(responses.DELETE, USER_URL, json=success(CURRENT))
+    client = make_client(CURRENT)
+    client.login()
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.net:3128")
+    client.delete_user("jane@example.com")
+
+    assert "https" not in http.calls[1].request.req_kwargs["proxies"]
+
+
 def test_a_missing_ca_bundle_is_refused_at_construction(tmp_path):
     with pytest.raises(ValueError, match="CA bundle"):
         make_client(CURRENT, verify=str(tmp_path / "missing-ca.pem"))
