@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.iredadmin",
+    "apps.audit",
+    "apps.provisioning",
 ]
 
 MIDDLEWARE = [
@@ -214,7 +216,50 @@ IREDADMIN = {
     "VERIFY_TLS": env_bool("IREDADMIN_VERIFY_TLS", True),
     # A CA bundle file for servers with a private CA; takes precedence over VERIFY_TLS.
     "CA_BUNDLE": env_str("IREDADMIN_CA_BUNDLE"),
+    # The server's password policy (iRedAdmin-Pro's min_passwd_length / max_passwd_length),
+    # so that forms refuse what the server would refuse.
+    "PASSWORD_MIN_LENGTH": env_int("IREDADMIN_PASSWORD_MIN_LENGTH", 8, minimum=1),
+    "PASSWORD_MAX_LENGTH": env_int("IREDADMIN_PASSWORD_MAX_LENGTH", 0, minimum=0),
 }
+
+# --- Requests and their execution -------------------------------------------------------------
+# Fernet keys (comma-separated, newest first; or one per line in MAILDESK_ENCRYPTION_KEYS_FILE)
+# that seal new mailbox passwords until the worker uses them. Older keys stay listed until
+# `manage.py rotate_keys` has re-sealed everything with the newest.
+MAILDESK_ENCRYPTION_KEYS = [
+    key.strip()
+    for key in env_secret("MAILDESK_ENCRYPTION_KEYS").replace("\n", ",").split(",")
+    if key.strip()
+]
+if not MAILDESK_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "MAILDESK_ENCRYPTION_KEYS must be set when DJANGO_DEBUG=false. Generate a key with: "
+        'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+# Help-desk ticket references: what a valid one looks like, and where it links to.
+TICKET_PATTERN = env_str("TICKET_PATTERN") or r"[A-Za-z][A-Za-z0-9_]*-\d+|#?\d+"
+TICKET_URL_TEMPLATE = env_str("TICKET_URL_TEMPLATE")  # e.g. https://helpdesk.example/t/{ticket}
+# Transient failures are retried with exponential backoff and full jitter, up to this many
+# attempts in all; then the request fails.
+MAILDESK_MAX_ATTEMPTS = env_int("MAILDESK_MAX_ATTEMPTS", 5, minimum=1)
+MAILDESK_RETRY_BASE_SECONDS = env_float("MAILDESK_RETRY_BASE_SECONDS", 5.0, minimum=0)
+MAILDESK_RETRY_MAX_SECONDS = env_float("MAILDESK_RETRY_MAX_SECONDS", 300.0, minimum=0)
+# A worker owns a running request this long; then the sweeper hands it to another worker. It
+# must exceed the longest attempt: up to three calls (reads that reconcile an earlier attempt,
+# then the change), each with a login, a re-login and a repeat, each up to the timeout.
+MAILDESK_LEASE_SECONDS = env_int(
+    "MAILDESK_LEASE_SECONDS", int(IREDADMIN["TIMEOUT"] * 9 + 30), minimum=10
+)
+# The sweeper runs this often and re-publishes requests queued for longer than the grace time.
+MAILDESK_SWEEP_SECONDS = env_int("MAILDESK_SWEEP_SECONDS", 30, minimum=1)
+MAILDESK_QUEUED_GRACE_SECONDS = env_int("MAILDESK_QUEUED_GRACE_SECONDS", 60, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-requests": {
+        "task": "provisioning.sweep_requests",
+        "schedule": float(MAILDESK_SWEEP_SECONDS),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

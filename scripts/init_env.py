@@ -4,6 +4,7 @@ Run by `make run`; standard library only. Existing values are never changed, so 
 password and the emulator's admin password stay the same from one run to the next.
 """
 
+import base64
 import secrets
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def _generated() -> dict[str, str]:
         "IREDADMIN_USERNAME": "maildesk-admin@maildesk.invalid",
         "IREDADMIN_PASSWORD": secrets.token_urlsafe(24) + "-A1",
         "MAILDESK_DEMO_PASSWORD": "demo-" + secrets.token_urlsafe(9),
+        # Seals new mailbox passwords until the worker uses them (a Fernet key).
+        "MAILDESK_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     }
 
 

@@ -6,17 +6,23 @@ MAILDESK_REQUIRE_SERVICES=1 (CI), so CI can never pass by skipping them.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 import redis
+from celery import current_app
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
+from apps.accounts.models import Delegation, MailDomain
+from apps.iredadmin.config import reset_thread_client
 from apps.iredadmin.emulator import CURRENT, LEGACY, Emulator
 from apps.iredadmin.emulator_http import EmulatorServer
 
 ADMIN_USERNAME = "postmaster@admin.example.net"
 ADMIN_PASSWORD = "Adm1n-Secret!"
+USER_PASSWORD = "Portal-Passw0rd!"
 
 
 def _service_unavailable(message: str) -> None:
@@ -84,3 +90,144 @@ def emulator_server(make_emulator) -> EmulatorServer:
 def any_dialect_server(request, make_emulator) -> EmulatorServer:
     """The same test once against each dialect."""
     return make_emulator(request.param)
+
+
+# --- Celery: the suite publishes to an in-memory broker --------------------------------------
+
+
+def use_broker(url: str) -> None:
+    """Point the portal's Celery app at another broker (tests only)."""
+    current_app.conf.broker_url = url
+    current_app.conf.broker_transport_options = {}
+    # Forget connections made to the previous broker.
+    current_app._pool = None
+    current_app.amqp._producer_pool = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _memory_broker() -> None:
+    # Never the developer's var/broker: a running `make run` worker would execute test work.
+    use_broker("memory://")
+
+
+@pytest.fixture
+def published() -> Callable[[], list[tuple[str, list, str | None]]]:
+    """Drain the in-memory broker: [(task name, args, eta)] published since the last drain."""
+
+    def drain() -> list[tuple[str, list, str | None]]:
+        messages = []
+        with current_app.connection_for_read() as connection:
+            queue = connection.SimpleQueue("celery", no_ack=True)
+            while True:
+                try:
+                    message = queue.get_nowait()
+                except queue.Empty:
+                    break
+                messages.append(
+                    (message.headers["task"], message.payload[0], message.headers.get("eta"))
+                )
+            queue.close()
+        return messages
+
+    drain()  # start empty
+    return drain
+
+
+# --- People (STYLE.md: alice requests in example.com, bob approves there, charlie has nothing) --
+
+
+def make_user(
+    username: str,
+    *,
+    domains: dict[MailDomain, list[str]] | None = None,
+    groups: tuple[str, ...] = (),
+    superuser: bool = False,
+):
+    user = get_user_model().objects.create_user(
+        username, password=USER_PASSWORD, is_superuser=superuser, is_staff=superuser
+    )
+    for domain, roles in (domains or {}).items():
+        for role in roles:
+            Delegation.objects.create(user=user, domain=domain, role=role)
+    user.groups.add(*Group.objects.filter(name__in=groups))
+    return user
+
+
+REQUESTER, APPROVER = Delegation.Role.REQUESTER, Delegation.Role.APPROVER
+
+
+@pytest.fixture
+def example_com(db) -> MailDomain:
+    return MailDomain.objects.create(name="example.com")
+
+
+@pytest.fixture
+def other_org(db) -> MailDomain:
+    return MailDomain.objects.create(name="other.org")
+
+
+@pytest.fixture
+def alice(example_com):
+    """Help-desk agent: requests in example.com, and may request new domains."""
+    return make_user("alice", domains={example_com: [REQUESTER]}, groups=("New-domain requesters",))
+
+
+@pytest.fixture
+def bob(example_com):
+    """Mail team lead: approves in example.com, and approves new domains."""
+    return make_user("bob", domains={example_com: [APPROVER]}, groups=("New-domain approvers",))
+
+
+@pytest.fixture
+def dave(example_com):
+    """Both requester and approver in example.com: may approve others' requests, not his own."""
+    return make_user("dave", domains={example_com: [REQUESTER, APPROVER]})
+
+
+@pytest.fixture
+def carol(other_org):
+    """Requester and approver, but of other.org only: example.com is outside her scope."""
+    return make_user("carol", domains={other_org: [REQUESTER, APPROVER]})
+
+
+@pytest.fixture
+def charlie(db):
+    """Signed in, no role anywhere."""
+    return make_user("charlie")
+
+
+@pytest.fixture
+def audrey(db):
+    """Auditor: reads everything, changes nothing."""
+    return make_user("audrey", groups=("Auditors",))
+
+
+@pytest.fixture
+def root(db):
+    """Portal admin (superuser)."""
+    return make_user("root", superuser=True)
+
+
+# --- The worker's iRedAdmin-Pro: an emulator on a real socket --------------------------------
+
+
+@pytest.fixture
+def mail_server(settings, make_emulator) -> Iterator[EmulatorServer]:
+    """An emulator holding example.com and other.org, set as the portal's IREDADMIN_URL.
+
+    Execution in the test process uses this thread's client, which is reset around each test.
+    """
+    server = make_emulator(CURRENT)
+    server.emulator.add_domain("example.com")
+    server.emulator.add_domain("other.org")
+    settings.IREDADMIN = {
+        **settings.IREDADMIN,
+        "URL": server.url,
+        "USERNAME": ADMIN_USERNAME,
+        "PASSWORD": ADMIN_PASSWORD,
+        "DIALECT": "auto",
+        "TIMEOUT": 2.0,
+    }
+    reset_thread_client()
+    yield server
+    reset_thread_client()

@@ -5,6 +5,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from apps.iredadmin.validators import password_policy_violations
@@ -31,9 +32,11 @@ def test_it_writes_random_secrets_readable_only_by_the_owner(init_env):
         "IREDADMIN_USERNAME",
         "IREDADMIN_PASSWORD",
         "MAILDESK_DEMO_PASSWORD",
+        "MAILDESK_ENCRYPTION_KEYS",
     }
     assert len(values["DJANGO_SECRET_KEY"]) >= 50
     assert len(values["MAILDESK_DEMO_PASSWORD"]) >= 12
+    Fernet(values["MAILDESK_ENCRYPTION_KEYS"].encode())  # a usable key
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 

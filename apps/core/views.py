@@ -1,19 +1,11 @@
 import logging
 
-from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 logger = logging.getLogger(__name__)
-
-
-@login_required
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/dashboard.html")
 
 
 @never_cache

@@ -211,6 +211,21 @@ class IRedAdminClient:
         """The mailbox's profile (`_data`); RejectedError `NO_SUCH_ACCOUNT` if missing."""
         return self._read(("user", _mail_segment(email)))
 
+    def verify_user_password(self, email: str, password: str) -> bool:
+        """Whether `password` is the mailbox's password (global admin; current dialect)."""
+        if not self._logged_in:
+            self.login()
+        if self._dialect == LEGACY:
+            raise RejectedError("UNSUPPORTED_OPERATION")
+        path = ("verify_password", "user", _mail_segment(email))
+        try:
+            self._call("POST", path, {"password": password}, USER_FIELDS)
+        except RejectedError as error:
+            if error.code == "":
+                return False  # a mismatch is the one failure without a message
+            raise
+        return True
+
     def list_domains(self) -> list[str]:
         """Names of the domains the admin can see (`GET /api/domains?name_only`)."""
         data = self._read(("domains",), query={"name_only": ""}, expect=list)

@@ -63,6 +63,10 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("domain", re.compile(rf"/api/domain/({validators.DOMAIN_ROUTE_PATTERN})")),
     ("users", re.compile(rf"/api/users/({validators.DOMAIN_ROUTE_PATTERN})")),
     ("user", re.compile(rf"/api/user/({validators.MAIL_ROUTE_PATTERN})")),
+    (
+        "verify_password_user",
+        re.compile(rf"/api/verify_password/user/({validators.MAIL_ROUTE_PATTERN})"),
+    ),
 ]
 # Methods of each route in each dialect. The 2016 (legacy) API had no read endpoints: GET on
 # a route that exists is a 405, and the list routes did not exist at all.
@@ -73,6 +77,7 @@ _METHODS = {
         "domain": {"GET", "POST", "DELETE"},
         "users": {"GET"},
         "user": {"GET", "POST", "DELETE"},
+        "verify_password_user": {"POST"},
     },
     LEGACY: {
         "login": {"GET", "POST"},
@@ -567,6 +572,19 @@ class Emulator:
         self._save_state()
         return None
 
+    def _post_verify_password_user(self, request: ApiRequest, email: str, admin: Admin) -> Any:
+        if not admin.global_admin:
+            raise Refusal("PERMISSION_DENIED")
+        password = {**request.query, **request.form}.get("password", "")
+        if not password:
+            raise Refusal("EMPTY_PASSSWORD")  # sic: three S, as the server spells it
+        mailbox = self._store.mailboxes.get(email)
+        if mailbox is None or not mailbox.password.startswith("{SSHA512}"):
+            raise Refusal(None)
+        if not password_matches(mailbox.password, password):
+            raise Refusal(None)  # a mismatch: {"_success": false} without a message
+        return None
+
     def _delete_user(self, request: ApiRequest, email: str, admin: Admin) -> Any:
         self._require_domain_access(admin, email.rpartition("@")[2])
         if self._store.remove_mailbox(email):
@@ -598,10 +616,11 @@ class Emulator:
             return {"success": True}
         return {"_success": True} if data is None else {"_success": True, "_data": data}
 
-    def _failure(self, code: str) -> dict[str, Any]:
+    def _failure(self, code: str | None) -> dict[str, Any]:
+        """A failure envelope; `code` None gives the bare `{"_success": false}`."""
         if self.dialect == LEGACY:
-            return {"success": False, "msg": code}
-        return {"_success": False, "_msg": code}
+            return {"success": False} if code is None else {"success": False, "msg": code}
+        return {"_success": False} if code is None else {"_success": False, "_msg": code}
 
     def _json(self, payload: dict[str, Any], *, session_id: str | None = None) -> Reply:
         return Reply(200, json.dumps(payload).encode(), session_id=session_id)

@@ -163,7 +163,7 @@ class Session:
 class Refusal(Exception):
     """A JSON failure answer (`_msg` = code) raised from deep inside a handler."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str | None) -> None:
         super().__init__(code)
         self.code = code
 

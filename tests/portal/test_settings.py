@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal import env
@@ -121,12 +122,24 @@ def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
     assert "DJANGO_ALLOWED_HOSTS" in message
 
 
+def test_production_refuses_to_start_without_encryption_keys(tmp_path):
+    message = refusal(
+        tmp_path,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=GOOD_SECRET,
+        DJANGO_ALLOWED_HOSTS="portal.example.net",
+    )
+
+    assert "MAILDESK_ENCRYPTION_KEYS must be set" in message
+
+
 def test_production_starts_with_a_real_secret_key_and_secure_cookies(tmp_path):
     values = loaded(
         tmp_path,
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=GOOD_SECRET,
         DJANGO_ALLOWED_HOSTS="portal.example.net",
+        MAILDESK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
     )
 
     assert values["DEBUG"] is False

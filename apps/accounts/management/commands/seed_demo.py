@@ -1,20 +1,32 @@
-"""`python manage.py seed_demo`: demo accounts for `make run` (refused in production)."""
+"""`python manage.py seed_demo`: demo accounts and roles for `make run` (refused in production)."""
 
 import os
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-# username, display name, what they do, portal admin?
+from apps.accounts.models import Delegation, MailDomain
+
+DEMO_DOMAIN = "example.com"
+Role = Delegation.Role
+
+# username, display name, what they do, portal admin?, roles in example.com, groups
 DEMO_ACCOUNTS = [
-    ("admin", "Ada Admin", "portal admin (Django admin at /admin/)", True),
-    ("alice", "Alice Agent", "help-desk agent", False),
-    ("bob", "Bob Lead", "mail team lead", False),
-    ("audrey", "Audrey Auditor", "auditor", False),
-]
+    ("admin", "Ada Admin", "portal admin (Django admin at /admin/)", True, [], []),
+    (
+        "alice", "Alice Agent", "help-desk agent: requests mailboxes and new domains", False,
+        [Role.REQUESTER], ["New-domain requesters"],
+    ),
+    (
+        "bob", "Bob Lead", "mail team lead: approves them", False,
+        [Role.REQUESTER, Role.APPROVER], ["New-domain approvers"],
+    ),
+    ("audrey", "Audrey Auditor", "auditor: reads the whole audit log", False, [], ["Auditors"]),
+]  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -36,7 +48,10 @@ class Command(BaseCommand):
             )
         user_model = get_user_model()
         with transaction.atomic():
-            for username, full_name, _, is_admin in DEMO_ACCOUNTS:
+            domain, _ = MailDomain.objects.update_or_create(
+                name=DEMO_DOMAIN, defaults={"is_active": True}
+            )
+            for username, full_name, _, is_admin, roles, groups in DEMO_ACCOUNTS:
                 first_name, _, last_name = full_name.partition(" ")
                 user, _ = user_model.objects.get_or_create(username=username)
                 user.first_name, user.last_name = first_name, last_name
@@ -45,9 +60,15 @@ class Command(BaseCommand):
                 user.is_active = True
                 user.set_password(password)
                 user.save()
+                for role in roles:
+                    Delegation.objects.get_or_create(user=user, domain=domain, role=role)
+                user.groups.add(*Group.objects.filter(name__in=groups))
 
-        self.stdout.write(f"\nMaildesk is at {options['url']}.")
+        self.stdout.write(f"\nMaildesk is at {options['url']}")
         self.stdout.write(f"Demo accounts, all with the password {password}:")
-        for username, full_name, role, _ in DEMO_ACCOUNTS:
+        for username, full_name, role, *_ in DEMO_ACCOUNTS:
             self.stdout.write(f"  {username:<8} {full_name:<16} {role}")
-        self.stdout.write("")
+        self.stdout.write(
+            f"Try it: sign in as alice, request a mailbox in {DEMO_DOMAIN}; sign in as bob in "
+            "another browser (or after signing out) and approve it.\n"
+        )

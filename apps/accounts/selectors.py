@@ -1,0 +1,48 @@
+"""Who may do what, where. Every scope decision of the portal starts here.
+
+Portal admins (superusers) hold every role everywhere, as Django's permissions give them;
+that never lets anyone approve their own request (see provisioning.services).
+"""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from apps.accounts.models import Delegation, MailDomain
+
+REQUEST_NEW_DOMAIN = "accounts.request_new_domain"
+APPROVE_NEW_DOMAIN = "accounts.approve_new_domain"
+VIEW_ALL_EVENTS = "audit.view_all_events"
+
+
+def domains_for(user: AbstractBaseUser, role: str) -> QuerySet[MailDomain]:
+    """Active domains where `user` holds `role` (a Delegation.Role)."""
+    domains = MailDomain.objects.filter(is_active=True)
+    if user.is_superuser:
+        return domains
+    return domains.filter(delegations__user=user, delegations__role=role).distinct()
+
+
+def domain_names_for(user: AbstractBaseUser, role: str | None = None) -> QuerySet:
+    """Names of the domains (active or not) where `user` holds `role`, or any role: a subquery."""
+    delegations = Delegation.objects.filter(user=user)
+    if role is not None:
+        delegations = delegations.filter(role=role)
+    return delegations.values("domain__name")
+
+
+def holds_role(user: AbstractBaseUser, role: str, domain: str) -> bool:
+    if user.is_superuser:
+        return True
+    return Delegation.objects.filter(user=user, role=role, domain__name=domain).exists()
+
+
+def may_request_new_domain(user: AbstractBaseUser) -> bool:
+    return user.has_perm(REQUEST_NEW_DOMAIN)
+
+
+def may_approve_new_domain(user: AbstractBaseUser) -> bool:
+    return user.has_perm(APPROVE_NEW_DOMAIN)
+
+
+def is_auditor(user: AbstractBaseUser) -> bool:
+    return user.has_perm(VIEW_ALL_EVENTS)

@@ -1,0 +1,415 @@
+"""Executing approved requests in the worker, and the sweeper that keeps none behind.
+
+One attempt:
+1. claim: a conditional UPDATE makes the request RUNNING under a lease and counts the attempt;
+   the `api.call` audit row commits with it, so no call is ever made without its audit row;
+2. call the API through this thread's client (logged in once, reused by every task);
+3. record: a second conditional UPDATE, fenced by the attempt number so a late result cannot
+   overwrite a newer attempt's, sets the outcome with its audit row; the sealed password is
+   wiped in the same transaction when the request ends.
+
+Reconciliation. When an attempt may have changed the server without us learning the result
+(its answer was lost, or its worker died mid-call), the request is marked `outcome_uncertain`
+and the next attempt reads the account back before creating anything. A read alone cannot tell
+our mailbox from one that existed before, so a mailbox is confirmed by checking the password we
+set (`verify_password`); a domain by comparing its settings with the ones we asked for.
+"""
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from apps.accounts.models import MailDomain
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.core.encryption import SealError, unseal
+from apps.iredadmin.client import IRedAdminClient
+from apps.iredadmin.config import thread_client
+from apps.iredadmin.errors import (
+    AuthenticationError,
+    IRedAdminError,
+    RejectedError,
+    TransientError,
+    describe,
+)
+from apps.provisioning.models import ProvisioningRequest
+from apps.provisioning.publishing import publish_execution
+
+logger = logging.getLogger(__name__)
+
+Kind = ProvisioningRequest.Kind
+Status = ProvisioningRequest.Status
+Outcome = AuditEvent.Outcome
+
+OPERATIONS = {
+    Kind.CREATE_DOMAIN: "create_domain",
+    Kind.DELETE_DOMAIN: "delete_domain",
+    Kind.CREATE_MAILBOX: "create_user",
+    Kind.DELETE_MAILBOX: "delete_user",
+}
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt learnt. `retry`: transient trouble, worth another attempt."""
+
+    succeeded: bool = False
+    retry: bool = False
+    code: str = ""
+    message: str = ""
+    reconciled: bool = False
+    may_have_taken_effect: bool = False
+
+    @classmethod
+    def from_error(cls, error: IRedAdminError) -> "AttemptResult":
+        return cls(
+            retry=isinstance(error, TransientError),
+            code=error.code,
+            message=error.message,
+            may_have_taken_effect=error.may_have_taken_effect,
+        )
+
+
+def request_execute(*, request_id: int) -> None:
+    """Run one attempt of a request, if it is ready and no other worker holds it."""
+    request = _claim(request_id)
+    if request is None:
+        # A duplicate delivery, a request already done, or one another worker holds.
+        logger.info("Request %s: nothing to do (not ready, or another worker has it)", request_id)
+        return
+    result = _attempt(request)
+    _record(request, result)
+
+
+def requests_sweep() -> int:
+    """Re-publish requests left queued past the grace time and those whose lease expired."""
+    now = timezone.now()
+    grace = now - timedelta(seconds=settings.MAILDESK_QUEUED_GRACE_SECONDS)
+    stale = ProvisioningRequest.objects.filter(status=Status.QUEUED).filter(
+        Q(not_before__isnull=True, queued_at__lt=grace) | Q(not_before__lt=grace)
+    )
+    expired = ProvisioningRequest.objects.filter(status=Status.RUNNING, lease_expires_at__lt=now)
+    stale_ids = list(stale.values_list("pk", flat=True)[:1000])
+    expired_ids = list(expired.values_list("pk", flat=True)[:1000])
+    # Restart their grace time, so that a long queue is not re-published on every sweep.
+    ProvisioningRequest.objects.filter(pk__in=stale_ids, status=Status.QUEUED).update(
+        queued_at=now, not_before=None
+    )
+    for request_id in stale_ids + expired_ids:
+        publish_execution(request_id)
+    if stale_ids or expired_ids:
+        logger.warning(
+            "Sweeper re-published %d queued and %d expired running request(s)",
+            len(stale_ids),
+            len(expired_ids),
+        )
+    return len(stale_ids) + len(expired_ids)
+
+
+# --- Claim and record --------------------------------------------------------------------------
+
+
+def _claim(request_id: int) -> ProvisioningRequest | None:
+    now = timezone.now()
+    ready = Q(status=Status.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+    abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
+    with transaction.atomic():
+        claimed = ProvisioningRequest.objects.filter(ready | abandoned, pk=request_id).update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS),
+            # Taking over from a worker that died mid-call: the server may have changed.
+            outcome_uncertain=Case(
+                When(status=Status.RUNNING, then=Value(True)),
+                default=F("outcome_uncertain"),
+            ),
+            updated_at=now,
+        )
+        if not claimed:
+            return None
+        request = ProvisioningRequest.objects.get(pk=request_id)
+        audit_record(
+            action="api.call",
+            request=request,
+            details={
+                "operation": OPERATIONS[request.kind],
+                "attempt": request.attempts,
+                "reconcile_first": request.outcome_uncertain,
+            },
+        )
+    return request
+
+
+def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
+    now = timezone.now()
+    attempts_in_run = request.attempts - request.attempts_before_run
+    retry = result.retry and attempts_in_run < settings.MAILDESK_MAX_ATTEMPTS
+    with transaction.atomic():
+        # Fenced: only the attempt that still holds the request may record its outcome.
+        mine = ProvisioningRequest.objects.filter(
+            pk=request.pk, status=Status.RUNNING, attempts=request.attempts
+        )
+        if result.succeeded:
+            recorded = mine.update(
+                status=Status.SUCCEEDED,
+                finished_at=now,
+                lease_expires_at=None,
+                sealed_password="",
+                outcome_uncertain=False,
+                result_code="",
+                result_message=result.message,
+                updated_at=now,
+            )
+            if recorded:
+                _apply_to_portal(request)
+            action, outcome = "api.succeeded", Outcome.SUCCESS
+        elif retry:
+            delay = _backoff(attempts_in_run)
+            recorded = mine.update(
+                status=Status.QUEUED,
+                queued_at=now,
+                not_before=now + timedelta(seconds=delay),
+                lease_expires_at=None,
+                outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
+                result_code=result.code[:200],
+                result_message=result.message,
+                updated_at=now,
+            )
+            if recorded:
+                transaction.on_commit(lambda: publish_execution(request.pk, countdown=delay))
+            action, outcome = "api.retry_scheduled", Outcome.FAILURE
+        else:
+            message = result.message
+            if result.retry:
+                message = f"Gave up after {attempts_in_run} attempts. {message}"
+            recorded = mine.update(
+                status=Status.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                sealed_password="",
+                outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
+                result_code=result.code[:200],
+                result_message=message,
+                updated_at=now,
+            )
+            action, outcome = "api.failed", Outcome.FAILURE
+        details: dict[str, Any] = {"attempt": request.attempts}
+        if result.reconciled:
+            details["reconciled"] = True
+        if result.message:
+            details["explanation"] = result.message
+        if retry:
+            details["retry_in_seconds"] = round(delay, 1)
+        if not recorded:
+            # Another worker took the request over (our lease expired); keep what we learnt.
+            action = "api.result_discarded"
+            details["would_have_been"] = "succeeded" if result.succeeded else result.code
+        audit_record(
+            action=action,
+            request=request,
+            outcome=outcome,
+            message=result.code,
+            details=details,
+        )
+
+
+def _backoff(attempt_in_run: int) -> float:
+    """Exponential backoff with full jitter: spreads retries of many requests apart."""
+    ceiling = min(
+        settings.MAILDESK_RETRY_MAX_SECONDS,
+        settings.MAILDESK_RETRY_BASE_SECONDS * 2 ** (attempt_in_run - 1),
+    )
+    return random.uniform(0, ceiling)  # noqa: S311 (jitter, not a secret)
+
+
+def _apply_to_portal(request: ProvisioningRequest) -> None:
+    """Keep the portal's list of domains in step with the server."""
+    if request.kind == Kind.CREATE_DOMAIN:
+        MailDomain.objects.update_or_create(name=request.domain, defaults={"is_active": True})
+    elif request.kind == Kind.DELETE_DOMAIN:
+        MailDomain.objects.filter(name=request.domain).update(
+            is_active=False, updated_at=timezone.now()
+        )
+
+
+# --- One attempt -------------------------------------------------------------------------------
+
+
+def _attempt(request: ProvisioningRequest) -> AttemptResult:
+    try:
+        password = unseal(request.sealed_password) if request.sealed_password else None
+    except SealError:
+        return AttemptResult(
+            code="ENCRYPTION_KEY_MISSING",
+            message=(
+                "The password was sealed with a key that is no longer in "
+                "MAILDESK_ENCRYPTION_KEYS: restore the key, or retry with a new password."
+            ),
+        )
+    client = thread_client()
+    try:
+        reconciled = _PERFORM[request.kind](client, request, password)
+    except IRedAdminError as error:
+        if isinstance(error, AuthenticationError):
+            logger.error("iRedAdmin-Pro refused Maildesk's configuration: %s", error.message)
+        return AttemptResult.from_error(error)
+    except Exception:
+        # A bug must neither lose the request nor retry it forever: it is retried like
+        # transient trouble, and fails once the attempts are used up.
+        logger.exception("Request %s: unexpected error", request.code)
+        return AttemptResult(
+            retry=True,
+            code="INTERNAL_ERROR",
+            message="Maildesk hit an unexpected error; the details are in the worker's log.",
+            may_have_taken_effect=True,
+        )
+    message = (
+        "Created by an earlier attempt whose answer was lost (confirmed on the server)."
+        if reconciled
+        else ""
+    )
+    return AttemptResult(succeeded=True, reconciled=reconciled, message=message)
+
+
+def _create_domain(client: IRedAdminClient, request: ProvisioningRequest, _: str | None) -> bool:
+    """Returns True when the domain turned out to exist already from an earlier attempt."""
+    wanted = request.parameters
+    # Domains are few: read first, so that a domain that existed before is never taken for ours.
+    existing = _read_domain(client, request.domain)
+    if existing is not None:
+        if request.outcome_uncertain and _domain_matches(existing, wanted):
+            return True
+        raise RejectedError("ALREADY_EXISTS")
+    try:
+        client.create_domain(
+            request.domain,
+            name=wanted.get("name") or None,
+            quota_mb=wanted.get("quota_mb"),
+            language=wanted.get("language") or None,
+            default_user_quota_mb=wanted.get("default_user_quota_mb"),
+            max_user_quota_mb=wanted.get("max_user_quota_mb"),
+            max_users=wanted.get("max_users"),
+            max_aliases=wanted.get("max_aliases"),
+        )
+    except RejectedError as error:
+        if error.code == "ALREADY_EXISTS" and error.may_have_taken_effect:
+            existing = _read_domain(client, request.domain)
+            if existing is not None and _domain_matches(existing, wanted):
+                return True
+        raise
+    return False
+
+
+def _create_mailbox(
+    client: IRedAdminClient, request: ProvisioningRequest, password: str | None
+) -> bool:
+    """Returns True when the mailbox turned out to exist already from an earlier attempt."""
+    if password is None:
+        # The database refuses a finished request with a password, never an open one without.
+        raise RuntimeError(f"{request.code} has no sealed password")
+    wanted = request.parameters
+    if request.outcome_uncertain and _mailbox_exists(client, request.target):
+        return _confirm_own_mailbox(client, request.target, password)
+    try:
+        client.create_user(
+            request.target,
+            password=password,
+            name=wanted.get("name") or None,
+            language=wanted.get("language") or None,
+            quota_mb=wanted.get("quota_mb"),
+        )
+    except RejectedError as error:
+        if error.code == "ALREADY_EXISTS" and (
+            error.may_have_taken_effect or request.outcome_uncertain
+        ):
+            return _confirm_own_mailbox(client, request.target, password)
+        raise
+    return False
+
+
+def _delete_domain(client: IRedAdminClient, request: ProvisioningRequest, _: str | None) -> bool:
+    client.delete_domain(request.domain)  # deleting a missing domain succeeds: idempotent
+    return False
+
+
+def _delete_mailbox(client: IRedAdminClient, request: ProvisioningRequest, _: str | None) -> bool:
+    client.delete_user(request.target)  # idempotent, like a domain
+    return False
+
+
+_PERFORM: dict[str, Callable[[IRedAdminClient, ProvisioningRequest, str | None], bool]] = {
+    Kind.CREATE_DOMAIN: _create_domain,
+    Kind.DELETE_DOMAIN: _delete_domain,
+    Kind.CREATE_MAILBOX: _create_mailbox,
+    Kind.DELETE_MAILBOX: _delete_mailbox,
+}
+
+
+# --- Reading back ------------------------------------------------------------------------------
+
+
+def _read_domain(client: IRedAdminClient, domain: str) -> dict[str, Any] | None:
+    """The domain's profile, None if it does not exist (or a legacy server cannot say)."""
+    try:
+        return client.get_domain(domain)
+    except RejectedError as error:
+        if error.code in ("INVALID_DOMAIN_NAME", "UNSUPPORTED_OPERATION"):
+            return None
+        raise
+
+
+def _domain_matches(profile: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Does the server's domain carry the settings we asked for? (profile fields: §5.1)"""
+    settings_ = profile.get("settings") or {}
+    expected = {
+        "description": (profile.get("description"), wanted.get("name") or ""),
+        "maxquota": (profile.get("maxquota"), wanted.get("quota_mb") or 0),
+        "mailboxes": (profile.get("mailboxes"), wanted.get("max_users") or 0),
+        "aliases": (profile.get("aliases"), wanted.get("max_aliases") or 0),
+        "default_user_quota": (
+            settings_.get("default_user_quota", 0),
+            wanted.get("default_user_quota_mb") or 0,
+        ),
+        "max_user_quota": (
+            settings_.get("max_user_quota", 0),
+            wanted.get("max_user_quota_mb") or 0,
+        ),
+    }
+    return all(actual == asked for actual, asked in expected.values())
+
+
+def _mailbox_exists(client: IRedAdminClient, address: str) -> bool:
+    try:
+        client.get_user(address)
+    except RejectedError as error:
+        if error.code == "NO_SUCH_ACCOUNT":
+            return False
+        if error.code == "UNSUPPORTED_OPERATION":
+            return False  # legacy: cannot read; the create below tells us
+        raise
+    return True
+
+
+def _confirm_own_mailbox(client: IRedAdminClient, address: str, password: str) -> bool:
+    """The mailbox exists: ours if it has the password we set, else someone else's."""
+    try:
+        ours = client.verify_user_password(address, password)
+    except RejectedError as error:
+        if error.code != "UNSUPPORTED_OPERATION":
+            raise
+        raise RejectedError(
+            "ALREADY_EXISTS",
+            "The mailbox exists, and this (legacy) iRedAdmin-Pro cannot confirm whether "
+            "Maildesk's earlier attempt created it: check it by hand.",
+        ) from None
+    if ours:
+        return True
+    raise RejectedError("ALREADY_EXISTS", describe("ALREADY_EXISTS"))

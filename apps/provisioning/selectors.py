@@ -1,0 +1,68 @@
+"""Reads of requests, always through the user's scope: outside it a request does not exist."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from apps.accounts.models import Delegation
+from apps.accounts.selectors import (
+    domain_names_for,
+    holds_role,
+    is_auditor,
+    may_approve_new_domain,
+)
+from apps.provisioning.models import ProvisioningRequest
+
+Kind = ProvisioningRequest.Kind
+Status = ProvisioningRequest.Status
+
+
+def requests_visible_to(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
+    """Requests the user may read: their own, those of domains they hold a role in, and new
+    domains if they approve those. Auditors and portal admins read everything."""
+    requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
+    if user.is_superuser or is_auditor(user):
+        return requests
+    return requests.filter(
+        Q(requested_by=user) | Q(domain__in=domain_names_for(user)) | _new_domains_scope(user)
+    )
+
+
+def request_get_for_user(*, user: AbstractBaseUser, code: str) -> ProvisioningRequest:
+    """The request with this code if the user may read it; otherwise 404."""
+    return get_object_or_404(requests_visible_to(user), code=code)
+
+
+def requests_awaiting_decision(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
+    """Pending requests this user may approve: in their approver scope, not their own."""
+    requests = ProvisioningRequest.objects.select_related("requested_by").filter(
+        status=Status.PENDING
+    )
+    if not user.is_superuser:
+        requests = requests.filter(
+            Q(domain__in=domain_names_for(user, Delegation.Role.APPROVER))
+            | _new_domains_scope(user)
+        )
+    return requests.exclude(requested_by=user)
+
+
+def may_decide(user: AbstractBaseUser, request: ProvisioningRequest) -> bool:
+    """May approve, reject or retry this request (their own included, except approving)."""
+    if request.kind == Kind.CREATE_DOMAIN:
+        return may_approve_new_domain(user)
+    return holds_role(user, Delegation.Role.APPROVER, request.domain)
+
+
+def may_comment(user: AbstractBaseUser, request: ProvisioningRequest) -> bool:
+    """The requester and anyone holding a role for the request's domain; not a read-only
+    auditor."""
+    return (
+        request.requested_by_id == user.pk
+        or may_decide(user, request)
+        or holds_role(user, Delegation.Role.REQUESTER, request.domain)
+    )
+
+
+def _new_domains_scope(user: AbstractBaseUser) -> Q:
+    # Q(pk__in=[]) matches nothing: a user without the grant sees no one else's new domains.
+    return Q(kind=Kind.CREATE_DOMAIN) if may_approve_new_domain(user) else Q(pk__in=[])

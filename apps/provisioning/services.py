@@ -1,0 +1,298 @@
+"""The request workflow: submit, approve, reject, cancel, retry, comment.
+
+Each function checks the actor's scope, then changes the state with a conditional UPDATE
+guarded by the current state, and writes the audit row in the same transaction. Side effects
+(publishing the execution task) run only after commit. A refused action raises
+ApplicationError and leaves an audit row saying who tried what.
+Execution by the worker is in `execution.py`.
+"""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.accounts.models import Delegation, MailDomain
+from apps.accounts.selectors import holds_role, may_request_new_domain
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.core.encryption import seal
+from apps.core.exceptions import ApplicationError
+from apps.provisioning.models import ProvisioningRequest, RequestComment
+from apps.provisioning.publishing import publish_execution
+from apps.provisioning.selectors import may_comment, may_decide
+
+Kind = ProvisioningRequest.Kind
+Status = ProvisioningRequest.Status
+Outcome = AuditEvent.Outcome
+
+
+def request_submit(
+    *,
+    requester: AbstractBaseUser,
+    kind: str,
+    target: str,
+    parameters: dict[str, Any],
+    ticket: str,
+    reason: str,
+    password: str | None = None,
+    ip: str | None = None,
+) -> ProvisioningRequest:
+    """Open a request (PENDING). `target` is a normalised domain or address."""
+    domain = target if kind in (Kind.CREATE_DOMAIN, Kind.DELETE_DOMAIN) else target.split("@")[-1]
+    _check_submission_scope(requester, kind, domain)
+    if (kind == Kind.CREATE_MAILBOX) != bool(password):
+        raise ApplicationError("A password is needed for a new mailbox, and only for one.")
+    try:
+        with transaction.atomic():
+            request = ProvisioningRequest.objects.create(
+                kind=kind,
+                domain=domain,
+                target=target,
+                parameters=parameters,
+                sealed_password=seal(password) if password else "",
+                ticket=ticket,
+                reason=reason,
+                requested_by=requester,
+            )
+            audit_record(
+                action="request.submitted",
+                actor=requester,
+                ip=ip,
+                request=request,
+                outcome=Outcome.SUCCESS,
+                details={"kind": kind, "parameters": parameters},
+            )
+    except IntegrityError:
+        raise ApplicationError(_already_open(target)) from None
+    return request
+
+
+def request_approve(
+    *, request: ProvisioningRequest, actor: AbstractBaseUser, ip: str | None = None
+) -> ProvisioningRequest:
+    """PENDING -> QUEUED, then publish its execution. Nobody approves their own request."""
+    _check_decision_scope(request, actor, ip, action="approve")
+    if request.requested_by_id == actor.pk:
+        _refuse(request, actor, ip, "approve", "Nobody can approve a request they made.")
+    with transaction.atomic():
+        now = timezone.now()
+        approved = (
+            ProvisioningRequest.objects.filter(pk=request.pk, status=Status.PENDING)
+            .exclude(requested_by=actor)
+            .update(
+                status=Status.QUEUED,
+                decided_by=actor,
+                decided_at=now,
+                queued_at=now,
+                not_before=None,
+                updated_at=now,
+            )
+        )
+        if approved:
+            request.refresh_from_db()
+            audit_record(
+                action="request.approved", actor=actor, ip=ip, request=request,
+                outcome=Outcome.SUCCESS,
+            )  # fmt: skip
+            transaction.on_commit(lambda: publish_execution(request.pk))
+    if not approved:
+        _refuse_for_state(request, actor, ip, "approve")
+    return request
+
+
+def request_reject(
+    *,
+    request: ProvisioningRequest,
+    actor: AbstractBaseUser,
+    reason: str,
+    ip: str | None = None,
+) -> ProvisioningRequest:
+    """PENDING -> REJECTED with a reason for the requester."""
+    reason = reason.strip()
+    if not reason:
+        raise ApplicationError("Say why the request is rejected: the requester will read it.")
+    _check_decision_scope(request, actor, ip, action="reject")
+    with transaction.atomic():
+        now = timezone.now()
+        rejected = ProvisioningRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
+            status=Status.REJECTED,
+            decided_by=actor,
+            decided_at=now,
+            rejection_reason=reason,
+            finished_at=now,
+            sealed_password="",
+            updated_at=now,
+        )
+        if rejected:
+            request.refresh_from_db()
+            audit_record(
+                action="request.rejected", actor=actor, ip=ip, request=request,
+                outcome=Outcome.SUCCESS, message=reason,
+            )  # fmt: skip
+    if not rejected:
+        _refuse_for_state(request, actor, ip, "reject")
+    return request
+
+
+def request_cancel(
+    *, request: ProvisioningRequest, actor: AbstractBaseUser, ip: str | None = None
+) -> ProvisioningRequest:
+    """PENDING -> CANCELLED, by the requester only."""
+    if request.requested_by_id != actor.pk:
+        _refuse(request, actor, ip, "cancel", "Only the person who made a request can cancel it.")
+    with transaction.atomic():
+        now = timezone.now()
+        cancelled = ProvisioningRequest.objects.filter(
+            pk=request.pk, status=Status.PENDING, requested_by=actor
+        ).update(status=Status.CANCELLED, finished_at=now, sealed_password="", updated_at=now)
+        if cancelled:
+            request.refresh_from_db()
+            audit_record(
+                action="request.cancelled", actor=actor, ip=ip, request=request,
+                outcome=Outcome.SUCCESS,
+            )  # fmt: skip
+    if not cancelled:
+        _refuse_for_state(request, actor, ip, "cancel")
+    return request
+
+
+def request_retry(
+    *,
+    request: ProvisioningRequest,
+    actor: AbstractBaseUser,
+    password: str | None = None,
+    ip: str | None = None,
+) -> ProvisioningRequest:
+    """FAILED -> QUEUED, by an approver. A mailbox needs its password again: the old one was
+    destroyed when the request failed."""
+    _check_decision_scope(request, actor, ip, action="retry")
+    if (request.kind == Kind.CREATE_MAILBOX) != bool(password):
+        raise ApplicationError(
+            "Enter a new initial password: the first one was destroyed when the request failed."
+            if request.kind == Kind.CREATE_MAILBOX
+            else "Only a new mailbox takes a password."
+        )
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            retried = ProvisioningRequest.objects.filter(
+                pk=request.pk, status=Status.FAILED
+            ).update(
+                status=Status.QUEUED,
+                queued_at=now,
+                not_before=None,
+                finished_at=None,
+                attempts_before_run=F("attempts"),
+                sealed_password=seal(password) if password else "",
+                updated_at=now,
+            )
+            if retried:
+                request.refresh_from_db()
+                audit_record(
+                    action="request.retried", actor=actor, ip=ip, request=request,
+                    outcome=Outcome.SUCCESS,
+                    details={"previous_result": request.result_code},
+                )  # fmt: skip
+                transaction.on_commit(lambda: publish_execution(request.pk))
+    except IntegrityError:
+        raise ApplicationError(_already_open(request.target)) from None
+    if not retried:
+        _refuse_for_state(request, actor, ip, "retry")
+    return request
+
+
+def request_comment(
+    *,
+    request: ProvisioningRequest,
+    author: AbstractBaseUser,
+    body: str,
+    ip: str | None = None,
+) -> RequestComment:
+    body = body.strip()
+    if not body:
+        raise ApplicationError("A comment cannot be empty.")
+    if not may_comment(author, request):
+        _refuse(
+            request, author, ip, "comment", "Only the requester and the domain's staff comment."
+        )
+    with transaction.atomic():
+        comment = RequestComment.objects.create(request=request, author=author, body=body)
+        audit_record(
+            action="request.commented", actor=author, ip=ip, request=request,
+            outcome=Outcome.SUCCESS, details={"comment_id": comment.pk},
+        )  # fmt: skip
+    return comment
+
+
+# --- Guards ------------------------------------------------------------------------------------
+
+
+def _check_submission_scope(requester: AbstractBaseUser, kind: str, domain: str) -> None:
+    if kind == Kind.CREATE_DOMAIN:
+        if not may_request_new_domain(requester):
+            raise ApplicationError("You may not request new domains.")
+        if MailDomain.objects.filter(name=domain, is_active=True).exists():
+            raise ApplicationError(f"{domain} is already managed by Maildesk.")
+        return
+    if not MailDomain.objects.filter(name=domain, is_active=True).exists():
+        raise ApplicationError(f"{domain} is not a domain Maildesk manages.")
+    if not holds_role(requester, Delegation.Role.REQUESTER, domain):
+        raise ApplicationError(f"You may not open requests for {domain}.")
+
+
+def _check_decision_scope(
+    request: ProvisioningRequest, actor: AbstractBaseUser, ip: str | None, *, action: str
+) -> None:
+    if not may_decide(actor, request):
+        _refuse(request, actor, ip, action, f"You are not an approver for {request.domain}.")
+
+
+def _refuse_for_state(
+    request: ProvisioningRequest, actor: AbstractBaseUser, ip: str | None, action: str
+) -> None:
+    request.refresh_from_db()
+    _refuse(
+        request,
+        actor,
+        ip,
+        action,
+        f"{request.code} cannot be {_PAST[action]}: it is {request.get_status_display().lower()}.",
+    )
+
+
+def _refuse(
+    request: ProvisioningRequest,
+    actor: AbstractBaseUser,
+    ip: str | None,
+    action: str,
+    message: str,
+) -> None:
+    """Record a refused action (in its own transaction, so it stays), then refuse it."""
+    with transaction.atomic():
+        audit_record(
+            action=f"request.{action}_refused", actor=actor, ip=ip, request=request,
+            outcome=Outcome.REFUSED, message=message,
+        )  # fmt: skip
+    raise ApplicationError(message)
+
+
+_PAST = {
+    "approve": "approved",
+    "reject": "rejected",
+    "cancel": "cancelled",
+    "retry": "retried",
+}
+
+
+def _already_open(target: str) -> str:
+    existing = (
+        ProvisioningRequest.objects.filter(
+            target=target, status__in=ProvisioningRequest.OPEN_STATUSES
+        )
+        .values_list("code", flat=True)
+        .first()
+    )
+    return f"{existing or 'Another request'} for {target} is still open: wait for it to finish."
