@@ -31,7 +31,6 @@ if _env_file:
     load_dotenv(_env_file, override=False)
 
 VAR_DIR = Path(env_str("MAILDESK_VAR_DIR") or BASE_DIR / "var")
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 
@@ -47,9 +46,15 @@ if not DEBUG and (
         'python -c "import secrets; print(secrets.token_urlsafe(64))"'
     )
 
-ALLOWED_HOSTS = env_list(
-    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
-)
+_LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", _LOCAL_HOSTS if DEBUG else [])
+if DEBUG and set(ALLOWED_HOSTS) - {*_LOCAL_HOSTS, "testserver"}:
+    # Debug mode is the default (for `make run`); a deployment names its host, and must not
+    # run with tracebacks on error pages and the development key.
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS names a public host while DJANGO_DEBUG is true (the development "
+        "default): set DJANGO_DEBUG=false for a deployment."
+    )
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "DJANGO_ALLOWED_HOSTS must list the host names the portal answers to "
@@ -114,6 +119,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web and worker write to the same file: WAL lets readers run beside the writer, and
     # IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
     DATABASES["default"]["OPTIONS"] = {
@@ -146,8 +152,9 @@ USE_TZ = True
 
 # --- Static files -----------------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at every start when it is missing
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or VAR_DIR / "static")
+if DEBUG:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -166,9 +173,15 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Load balancers probe the health check over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Entering the browsers' preload list is the domain owner's choice and hard to undo:
+        # opt in with DJANGO_SECURE_HSTS_PRELOAD=true; the check's reminder is not a fault.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -206,11 +219,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- iRedAdmin-Pro ----------------------------------------------------------------------------
+# The admin password is not a setting: apps.iredadmin.config reads IREDADMIN_PASSWORD (or
+# IREDADMIN_PASSWORD_FILE) when the worker makes a client, so the web process never loads it.
 IREDADMIN = {
-    "URL": env_str("IREDADMIN_URL") or "http://127.0.0.1:8091/iredadmin/api",
+    "URL": env_str("IREDADMIN_URL")
+    or f"http://127.0.0.1:{env_int('MAILDESK_EMULATOR_PORT', 8091, minimum=1)}/iredadmin/api",
     "USERNAME": env_str("IREDADMIN_USERNAME") or "maildesk-admin@maildesk.invalid",
-    # From IREDADMIN_PASSWORD or IREDADMIN_PASSWORD_FILE; never from the database.
-    "PASSWORD": env_secret("IREDADMIN_PASSWORD"),
     "DIALECT": env_choice("IREDADMIN_DIALECT", "auto", {"auto", "current", "legacy"}),
     "TIMEOUT": env_float("IREDADMIN_TIMEOUT", 10.0, minimum=0.1),
     "VERIFY_TLS": env_bool("IREDADMIN_VERIFY_TLS", True),

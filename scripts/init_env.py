@@ -5,6 +5,7 @@ password and the emulator's admin password stay the same from one run to the nex
 """
 
 import base64
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -44,7 +45,10 @@ def main() -> int:
     )
     separator = "" if not existing or existing.endswith("\n") else "\n"
     lines = "".join(f"{key}={value}\n" for key, value in missing.items())
-    ENV_FILE.write_text(existing + separator + header + lines)
+    # Created readable by its owner only, before a secret is written into it.
+    descriptor = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as env_file:
+        env_file.write(existing + separator + header + lines)
     ENV_FILE.chmod(0o600)
     print(f"Wrote {', '.join(missing)} to {ENV_FILE.name}")
     return 0

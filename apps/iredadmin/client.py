@@ -19,12 +19,15 @@ It never logs a password, a cookie or a request body.
 
 import logging
 import os
+import re
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
@@ -34,6 +37,7 @@ from apps.iredadmin.errors import (
     IRedAdminError,
     RejectedError,
     TransientError,
+    describe,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,6 +76,10 @@ _OPERATOR_CODES = frozenset(
 )
 
 
+# What a refusal looks like: UPPER_SNAKE codes, possibly several joined by commas (PW_*).
+_CODE = re.compile(r"[A-Z][A-Z0-9_]*(,[A-Z][A-Z0-9_]*)*")
+
+
 class _SessionLost(Exception):
     """The answer says our session is gone: log in again and repeat once."""
 
@@ -87,7 +95,9 @@ class _SessionLost(Exception):
                 "INVALID_RESPONSE", may_have_taken_effect=self.may_have_taken_effect
             )
         if self.reason in ("LOGIN_REQUIRED", "SESSION_EXPIRED"):
-            return AuthenticationError(self.reason)
+            return AuthenticationError(
+                self.reason, may_have_taken_effect=self.may_have_taken_effect
+            )
         return TransientError("REDIRECTED", may_have_taken_effect=self.may_have_taken_effect)
 
 
@@ -109,8 +119,11 @@ class IRedAdminClient:
         (system CAs), False (no TLS verification: only for a lab), or a CA bundle's path.
         """
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        if parts.username or parts.password:
+            # It would be printed in logs and messages: credentials have their own settings.
+            raise ValueError("base_url must not contain a user name or password")
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, not {dialect!r}")
         if isinstance(verify, str) and not os.path.isfile(verify):
@@ -118,6 +131,7 @@ class IRedAdminClient:
         self.base_url = base_url.rstrip("/")
         self.username = username
         self._password = password
+        self._configured_dialect = dialect
         self._dialect = None if dialect == AUTO else dialect
         self._timeout = timeout
         self._logged_in = False
@@ -132,9 +146,13 @@ class IRedAdminClient:
         self._http.trust_env = False
         self._http.proxies = requests.utils.get_environ_proxies(self.base_url)
         if verify is True:
-            verify = (
-                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            )
+            for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                bundle = os.environ.get(variable)
+                if bundle:
+                    if not os.path.isfile(bundle):
+                        raise ValueError(f"{variable} names {bundle!r}, which does not exist")
+                    verify = bundle
+                    break
         # Passed with every request: explicit values always win.
         self._verify = verify
         # No automatic retries at the HTTP layer: a repeated POST must be our decision.
@@ -188,6 +206,7 @@ class IRedAdminClient:
     def delete_domain(self, domain: str) -> None:
         self._call("DELETE", ("domain", _domain_segment(domain)))
 
+    @sensitive_variables("password", "fields")
     def create_user(
         self,
         email: str,
@@ -211,6 +230,7 @@ class IRedAdminClient:
         """The mailbox's profile (`_data`); RejectedError `NO_SUCH_ACCOUNT` if missing."""
         return self._read(("user", _mail_segment(email)))
 
+    @sensitive_variables("password")
     def verify_user_password(self, email: str, password: str) -> bool:
         """Whether `password` is the mailbox's password (global admin; current dialect)."""
         if not self._logged_in:
@@ -231,11 +251,15 @@ class IRedAdminClient:
         data = self._read(("domains",), query={"name_only": ""}, expect=list)
         return [str(name) for name in data]
 
+    @sensitive_variables("form")
     def login(self) -> None:
         """Log in now (calls log in lazily; this is for checks and warm-up)."""
         if not self._password:
             raise AuthenticationError("NO_PASSWORD_CONFIGURED")
         self._logged_in = False
+        if self._configured_dialect == AUTO:
+            # Learnt again at every login: a server upgraded meanwhile is simply followed.
+            self._dialect = None
         self.login_count += 1
         form = {"username": self.username, "password": self._password}
         response = self._send("POST", ("login",), form=form)
@@ -271,6 +295,7 @@ class IRedAdminClient:
             raise TransientError("INVALID_RESPONSE")
         return data
 
+    @sensitive_variables("fields", "request")
     def _call(
         self,
         method: str,
@@ -282,12 +307,14 @@ class IRedAdminClient:
     ) -> dict[str, Any]:
         if not self._logged_in:
             self.login()
-        form = self._form(fields, field_names) if fields and field_names else None
+        # The form is named in the dialect of each attempt's session: a re-login may have
+        # found the server upgraded.
+        request = (fields, field_names, query)
         try:
-            return self._attempt(method, path, form, query, may_have_taken_effect=False)
+            return self._attempt(method, path, *request, may_have_taken_effect=False)
         except _SessionLost as lost:
             logger.warning(
-                "iRedAdmin-Pro session lost (%s) on %s %s; logging in again",
+                "iRedAdmin-Pro session lost (%s) on %s %r; logging in again",
                 lost.reason,
                 method,
                 _display(path),
@@ -296,34 +323,33 @@ class IRedAdminClient:
         try:
             self.login()
             return self._attempt(
-                method,
-                path,
-                form,
-                query,
-                may_have_taken_effect=first_attempt_may_have_taken_effect,
+                method, path, *request, may_have_taken_effect=first_attempt_may_have_taken_effect
             )
-        except _SessionLost as lost_again:
-            raise lost_again.as_error() from None
-        except IRedAdminError as error:
-            # Whatever the re-login or the repeat says (an ALREADY_EXISTS, a timeout), the
-            # first attempt may have done the work already.
+        except (_SessionLost, IRedAdminError) as failure:
+            error = failure.as_error() if isinstance(failure, _SessionLost) else failure
+            # Whatever the re-login or the repeat says (an ALREADY_EXISTS, a timeout, the
+            # session lost again), the first attempt may have done the work already.
             if first_attempt_may_have_taken_effect:
                 error.may_have_taken_effect = True
-            raise
+            raise error from None
 
+    @sensitive_variables("fields", "form")
     def _attempt(
         self,
         method: str,
         path: tuple[str, ...],
-        form: dict[str, str] | None,
+        fields: Mapping[str, Any] | None,
+        field_names: Mapping[str, tuple[str, str]] | None,
         query: Mapping[str, str] | None,
         *,
         may_have_taken_effect: bool,
     ) -> dict[str, Any]:
+        form = self._form(fields, field_names) if fields and field_names else None
         self.call_count += 1
         response = self._send(method, path, form=form, query=query)
         return self._interpret(response, may_have_taken_effect=may_have_taken_effect)
 
+    @sensitive_variables("form")
     def _send(
         self,
         method: str,
@@ -345,8 +371,13 @@ class IRedAdminClient:
                 timeout=self._timeout,
                 verify=self._verify,
             )
-        except requests.exceptions.SSLError:
-            raise AuthenticationError("TLS_ERROR") from None
+        except requests.exceptions.SSLError as exc:
+            if _certificate_rejected(exc):
+                raise AuthenticationError("TLS_ERROR") from None
+            # A TLS connection broken in the middle is network trouble like any other.
+            raise TransientError(
+                "TLS_CONNECTION_FAILED", may_have_taken_effect=changes_state
+            ) from None
         except requests.exceptions.ConnectTimeout:
             raise TransientError("CONNECT_TIMEOUT") from None
         except requests.exceptions.ReadTimeout:
@@ -359,6 +390,9 @@ class IRedAdminClient:
             ) from None
         except requests.exceptions.RequestException:
             raise TransientError("CONNECTION_FAILED", may_have_taken_effect=changes_state) from None
+        except OSError:
+            # requests reports an unreadable CA bundle this way.
+            raise AuthenticationError("TLS_ERROR") from None
         logger.debug(
             "iRedAdmin-Pro %s %s -> HTTP %s in %.0f ms",
             method,
@@ -410,8 +444,13 @@ class IRedAdminClient:
             raise _SessionLost(code, may_have_taken_effect=may_have_taken_effect)
         if code in _OPERATOR_CODES:
             raise AuthenticationError(code)
+        if code and not _CODE.fullmatch(code):
+            # Not a refusal but a server-side exception (its repr, e.g. a database lock
+            # timeout): worth another attempt, and the change may be half done.
+            raise TransientError(code, describe(code), may_have_taken_effect=changes_state)
         raise RejectedError(code, may_have_taken_effect=False)
 
+    @sensitive_variables("fields", "form", "value")
     def _form(
         self, fields: Mapping[str, Any], field_names: Mapping[str, tuple[str, str]]
     ) -> dict[str, str]:
@@ -443,6 +482,9 @@ def _domain_segment(domain: str) -> str:
 
 def _mail_segment(email: str) -> str:
     """The address as a path segment, refusing anything that could change the URL's path."""
+    if not email.rpartition("@")[0].isascii():
+        # Checked before lower-casing: some letters (the Kelvin sign) lower-case to ASCII.
+        raise RejectedError("INVALID_MAIL")
     try:
         normalized = validators.normalize_address(email)
     except ValueError:
@@ -469,7 +511,22 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
 def _redirect_reason(location: str) -> str:
     """The `msg` of a redirect to the server's HTML pages (`/login?msg=SESSION_EXPIRED`)."""
     messages = parse_qs(urlsplit(location).query).get("msg")
-    return messages[0] if messages else "REDIRECTED"
+    # Only a code is trusted: anything else in a Location header is not ours to log.
+    if messages and _CODE.fullmatch(messages[0]) and len(messages[0]) <= 64:
+        return messages[0]
+    return "REDIRECTED"
+
+
+def _certificate_rejected(exc: requests.exceptions.SSLError) -> bool:
+    """True when TLS failed because the server's certificate was not trusted."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "doesn't match" in text
 
 
 def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from apps.iredadmin import validators
+from apps.iredadmin.client import CURRENT, LEGACY
 from apps.iredadmin.emulator_records import (
     SUPPORTED_HASH_SCHEMES,
     Admin,
@@ -52,8 +53,6 @@ from apps.iredadmin.emulator_records import (
 
 __all__ = ["CURRENT", "LEGACY", "ApiRequest", "Config", "Emulator", "Fault", "Reply"]
 
-CURRENT = "current"
-LEGACY = "legacy"
 
 # Routes in the server's order. The captured value is matched case-sensitively, then
 # lower-cased, as web.py does.
@@ -87,6 +86,22 @@ _METHODS = {
 }
 
 
+def _check_knob(name: str, value: Any, expected: Any) -> None:
+    """Refuse a knob of the wrong type now, rather than crash every request thread later."""
+    if expected is float:
+        valid = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    elif expected is int:
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    elif expected is bool:
+        valid = isinstance(value, bool)
+    elif expected == list[str]:
+        valid = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    else:
+        valid = isinstance(value, expected)
+    if not valid:
+        raise ValueError(f"knob {name} must be a {getattr(expected, '__name__', expected)}")
+
+
 class Emulator:
     """The server's state and behaviour. Thread-safe."""
 
@@ -110,6 +125,7 @@ class Emulator:
         self._admins: dict[str, Admin] = {}
         self._sessions: dict[str, Session] = {}
         self._faults: list[Fault] = []
+        self._last_purge = time.monotonic()
         self._state_file = Path(state_file) if state_file else None
         self.reset_stats()
         if self._state_file and self._state_file.exists():
@@ -170,6 +186,8 @@ class Emulator:
         unknown = sorted(set(knobs) - set(known))
         if unknown:
             raise ValueError(f"unknown knobs: {', '.join(unknown)}")
+        for name, value in knobs.items():
+            _check_knob(name, value, known[name])
         if knobs.get("session_expiry_style", "login_required") not in (
             "login_required",
             "redirect",
@@ -202,6 +220,8 @@ class Emulator:
 
     def reset_stats(self) -> None:
         with self._lock:
+            # Calls still in flight stay counted: they leave after the reset.
+            in_flight = getattr(self, "_stats", {}).get("in_flight", 0)
             self._stats: dict[str, Any] = {
                 "requests": 0,
                 "connections": 0,
@@ -209,8 +229,8 @@ class Emulator:
                 "failed_logins": 0,
                 "sessions_expired": 0,
                 "faults_injected": 0,
-                "in_flight": 0,
-                "in_flight_max": 0,
+                "in_flight": in_flight,
+                "in_flight_max": in_flight,
             }
             self._calls: Counter[str] = Counter()
             self._api_calls = 0  # logins excluded; drives expire_session_every
@@ -315,12 +335,17 @@ class Emulator:
             return self._framework(405, "method not allowed")
         with self._lock:
             self._calls[f"{request.method} {route}"] += 1
+            # Decided here, under the lock that counts the call, so that concurrent calls
+            # cannot take each other's turn.
+            every = self.config.expire_session_every
+            expire = False
             if route != "login":
                 self._api_calls += 1
+                expire = bool(every) and self._api_calls % every == 0
             fault = self._take_fault(request.method, route, value)
         if fault is None:
-            return self._serve(request, route, value)
-        return self._misbehave(fault, request, route, value)
+            return self._serve(request, route, value, expire=expire)
+        return self._misbehave(fault, request, route, value, expire=expire)
 
     def _match(self, path: str) -> tuple[str | None, str]:
         for name, pattern in _ROUTES:
@@ -342,17 +367,19 @@ class Emulator:
                 return fault
         return None
 
-    def _misbehave(self, fault: Fault, request: ApiRequest, route: str, value: str) -> Reply:
+    def _misbehave(
+        self, fault: Fault, request: ApiRequest, route: str, value: str, *, expire: bool
+    ) -> Reply:
         if fault.kind == "delay":
             if not fault.effect:
                 time.sleep(fault.delay)
-            reply = self._serve(request, route, value)
+            reply = self._serve(request, route, value, expire=expire)
             if fault.effect:
                 time.sleep(fault.delay)
             return reply
         session_id = None
         if fault.effect:
-            session_id = self._serve(request, route, value).session_id
+            session_id = self._serve(request, route, value, expire=expire).session_id
         if fault.kind == "drop":
             return Reply(status=0, body=b"", drop=True)
         if fault.kind == "status":
@@ -365,13 +392,13 @@ class Emulator:
             return Reply(200, b'{"_success": tr', session_id=session_id)
         return self._json(self._failure(fault.message), session_id=session_id)
 
-    def _serve(self, request: ApiRequest, route: str, value: str) -> Reply:
+    def _serve(self, request: ApiRequest, route: str, value: str, *, expire: bool) -> Reply:
         with self._lock:
             if not ip_allowed(request.client_ip, self.config.allowed_clients):
                 return self._json(self._failure("NOT_AUTHORIZED"))
             if route == "login":
                 return self._login(request)
-            session_id, admin, expired_reply = self._session(request)
+            session_id, admin, expired_reply = self._session(request, expire=expire)
             if expired_reply is not None:
                 return expired_reply
             try:
@@ -383,10 +410,13 @@ class Emulator:
                 return self._json(self._failure(refusal.code), session_id=session_id)
             return self._json(self._success(data), session_id=session_id)
 
-    def _session(self, request: ApiRequest) -> tuple[str, Admin | None, Reply | None]:
+    def _session(
+        self, request: ApiRequest, *, expire: bool
+    ) -> tuple[str | None, Admin | None, Reply | None]:
         """The caller's session: (its id, its admin, a 303 reply if it just expired).
 
-        An anonymous caller gets (None, None, None): `handle` gives its answer a new cookie.
+        `expire`: this call's turn to find its session expired (expire_session_every). An
+        anonymous caller gets (None, None, None): `handle` gives its answer a new cookie.
         """
         now = time.monotonic()
         session = self._sessions.get(request.session_id or "")
@@ -394,8 +424,7 @@ class Emulator:
             del self._sessions[request.session_id]
             self._stats["sessions_expired"] += 1
             session = None
-        every = self.config.expire_session_every
-        if session and every and self._api_calls % every == 0:
+        if session and expire:
             del self._sessions[request.session_id]
             self._stats["sessions_expired"] += 1
             if self.config.session_expiry_style == "redirect":
@@ -432,10 +461,21 @@ class Emulator:
         if admin.global_admin and not ip_allowed(request.client_ip, self.config.global_admin_ips):
             self._stats["failed_logins"] += 1
             return self._redirect(f"{self.prefix}/login?msg=NOT_ALLOWED_IP")
+        self._purge_sessions()
         session_id = secrets.token_hex(20)
         self._sessions[session_id] = Session(admin.username, request.client_ip, time.monotonic())
         self._stats["logins"] += 1
         return self._json(self._success(None), session_id=session_id)
+
+    def _purge_sessions(self) -> None:
+        """Forget idle sessions, at most once per timeout period (as the server's cleanup)."""
+        now = time.monotonic()
+        timeout = self.config.session_timeout
+        if now - self._last_purge < timeout:
+            return
+        self._last_purge = now
+        for session_id in [i for i, s in self._sessions.items() if now - s.last_seen > timeout]:
+            del self._sessions[session_id]
 
     # --- Operations (called with the lock held; raise Refusal to answer a failure) -----------
 

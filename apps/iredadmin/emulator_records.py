@@ -60,6 +60,7 @@ class Fault:
     kinds: `status` (HTTP `status` with an HTML body), `html` (200 with an HTML login page),
     `non_json` (200 with a truncated JSON body), `drop` (close the connection, no answer),
     `delay` (answer `delay` seconds late), `error` (a JSON failure with `_msg` = `message`).
+    `times` is how many matching calls it affects (0: every one, until cleared).
     With `effect=True` the operation is performed first and the misbehaviour hides its
     outcome (an ambiguous answer); otherwise nothing is performed. A `delay` always performs
     the operation: before the wait with `effect=True`, after it otherwise, as a slow server

@@ -13,6 +13,8 @@ the server never named (`CONNECT_TIMEOUT`, `HTTP_502`, ...). `.message` is a pla
 people; `describe()` gives the same sentence for a stored code.
 """
 
+import re
+
 # Sentences for people. Keys are the contract's codes (§6) plus the client's own codes.
 _SENTENCES: dict[str, str] = {
     # Refusals of a request.
@@ -92,6 +94,7 @@ _SENTENCES: dict[str, str] = {
         "The mail server's answer was not the API's JSON (an error page from a proxy?)."
     ),
     "REDIRECTED": "The mail server answered with an unexpected redirect.",
+    "TLS_CONNECTION_FAILED": "The TLS connection to the mail server broke off.",
 }
 
 
@@ -108,6 +111,8 @@ def describe(code: str) -> str:
         return f"The mail server answered HTTP {code[5:]}."
     if not code:
         return "The mail server refused the request without saying why."
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*(,[A-Z][A-Z0-9_]*)*", code):
+        return "The mail server reported an internal error (the details are in the audit log)."
     return f"The mail server refused the request ({code})."
 
 

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -254,7 +255,13 @@ def _attempt(request: ProvisioningRequest) -> AttemptResult:
                 "MAILDESK_ENCRYPTION_KEYS: restore the key, or retry with a new password."
             ),
         )
-    client = thread_client()
+    try:
+        client = thread_client()
+    except (ValueError, ImproperlyConfigured) as error:
+        return AttemptResult(
+            code="CONFIGURATION_ERROR",
+            message=f"Maildesk's iRedAdmin-Pro settings are not usable: {error}",
+        )
     try:
         reconciled = _PERFORM[request.kind](client, request, password)
     except IRedAdminError as error:

@@ -656,9 +656,9 @@ def test_a_redirect_twice_raises_without_a_third_attempt(http, dialect):
         "NO_SUCH_ACCOUNT",
         "INVALID_MAIL",
         "EXCEEDED_DOMAIN_QUOTA_SIZE",
-        "OperationalError(1205, 'Lock wait timeout exceeded; try restarting transaction')",
+        "SOME_CODE_FROM_A_NEWER_RELEASE",
     ],
-    ids=["already-exists", "invalid-domain", "no-such-account", "invalid-mail", "quota", "repr"],
+    ids=["already-exists", "invalid-domain", "no-such-account", "invalid-mail", "quota", "new"],
 )
 def test_server_refusals_raise_rejected_error_with_the_code_verbatim(http, dialect, code):
     stub_login(http, dialect)
@@ -673,6 +673,39 @@ def test_server_refusals_raise_rejected_error_with_the_code_verbatim(http, diale
     assert_explained(caught.value)
     assert sequence(http) == [LOGIN, ("POST", "/user/jane@example.com")]
     assert client.login_count == 1
+
+
+SERVER_EXCEPTION = (
+    "OperationalError(1205, 'Lock wait timeout exceeded; try restarting transaction')"
+)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_server_side_exception_on_a_change_is_transient_and_may_be_half_done(http, dialect):
+    """Contract §6: `_msg` can be the repr of a server exception, e.g. a database lock timeout;
+    that is not a refusal but trouble worth another attempt, and the change may be half done."""
+    stub_login(http, dialect)
+    http.add(responses.POST, USER_URL, json=failure(dialect, SERVER_EXCEPTION))
+    client = make_client(dialect)
+
+    with pytest.raises(TransientError) as caught:
+        create_user(client)
+
+    assert caught.value.code == SERVER_EXCEPTION
+    assert caught.value.may_have_taken_effect is True
+    assert "internal error" in caught.value.message
+    assert client.login_count == 1
+
+
+def test_a_server_side_exception_on_a_read_is_transient_and_changed_nothing(http):
+    stub_login(http, CURRENT)
+    http.add(responses.GET, USER_URL, json=failure(CURRENT, SERVER_EXCEPTION))
+
+    with pytest.raises(TransientError) as caught:
+        make_client(CURRENT).get_user("jane@example.com")
+
+    assert caught.value.code == SERVER_EXCEPTION
+    assert caught.value.may_have_taken_effect is False
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -1315,3 +1348,180 @@ def test_no_error_message_contains_a_password(http, stub):
     for secret in SECRETS:
         assert secret not in shown
     assert_explained(caught.value)
+
+
+# --- 9. Paths found in review ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "second_answer",
+    [
+        {"json": failure(CURRENT, "LOGIN_REQUIRED")},
+        {"status": 303, "headers": {"Location": "/iredadmin/login?msg=SESSION_EXPIRED"}},
+    ],
+    ids=["login-required", "session-expired"],
+)
+def test_a_lost_answer_followed_by_a_lost_session_may_have_taken_effect(http, second_answer):
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, body=HTML_PAGE, content_type="text/html")
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, **second_answer)
+
+    with pytest.raises(AuthenticationError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.may_have_taken_effect is True
+    assert sequence(http) == [LOGIN, ("POST", "/user/jane@example.com")] * 2
+
+
+def test_a_tls_connection_broken_mid_answer_is_transient_and_may_have_taken_effect(http):
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, body=requests.exceptions.SSLError("EOF occurred"))
+
+    with pytest.raises(TransientError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.code == "TLS_CONNECTION_FAILED"
+    assert caught.value.may_have_taken_effect is True
+
+
+def test_an_untrusted_certificate_is_for_the_operator(http):
+    refused = requests.exceptions.SSLError(
+        "certificate verify failed: unable to get local issuer certificate "
+        "(_ssl.c:1006) [SSL: CERTIFICATE_VERIFY_FAILED]"
+    )
+    http.add(responses.POST, LOGIN_URL, body=refused)
+
+    with pytest.raises(AuthenticationError) as caught:
+        make_client(CURRENT).login()
+
+    assert caught.value.code == "TLS_ERROR"
+    assert "IREDADMIN_CA_BUNDLE" in caught.value.message
+
+
+def test_a_ca_bundle_from_the_environment_that_does_not_exist_is_refused_at_once(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "gone.pem"))
+
+    with pytest.raises(ValueError, match="REQUESTS_CA_BUNDLE"):
+        make_client(CURRENT)
+
+
+def test_credentials_in_the_url_are_refused():
+    with pytest.raises(ValueError, match="user name or password"):
+        IRedAdminClient("https://admin:secret@mail.example.com/iredadmin/api", ADMIN, "x")
+
+
+@pytest.mark.parametrize("address", ["\u212aate@example.com", "j\u00e4ne@example.com"])
+def test_a_local_part_that_is_not_ascii_before_lower_casing_is_refused(http, address):
+    with pytest.raises(RejectedError) as caught:
+        make_client(CURRENT).create_user(address, password=MAILBOX_PASSWORD)
+
+    assert caught.value.code == "INVALID_MAIL"
+    assert len(http.calls) == 0
+
+
+def test_the_dialect_is_learnt_again_at_each_login(http):
+    http.add(responses.POST, LOGIN_URL, json=success(LEGACY), headers=set_cookie())
+    http.add(responses.POST, USER_URL, json=failure(LEGACY, "LOGIN_REQUIRED"))
+    # Meanwhile the server was upgraded to a release with the current dialect.
+    http.add(responses.POST, LOGIN_URL, json=success(CURRENT), headers=set_cookie())
+    http.add(responses.POST, USER_URL, json=success(CURRENT))
+    client = make_client()
+
+    client.create_user("jane@example.com", password=MAILBOX_PASSWORD, name="Jane")
+
+    assert client.dialect == CURRENT
+    assert form_of(http.calls[1]) == {"password": MAILBOX_PASSWORD, "cn": "Jane"}
+    assert form_of(http.calls[3]) == {"password": MAILBOX_PASSWORD, "name": "Jane"}
+
+
+def test_a_forced_dialect_disagreeing_with_an_answer_to_a_call_is_refused(http):
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, json=success(LEGACY))
+
+    with pytest.raises(AuthenticationError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.code == "DIALECT_MISMATCH"
+
+
+def test_a_redirect_to_a_permission_page_is_for_the_operator_and_not_repeated(http):
+    stub_login(http, CURRENT)
+    http.add(
+        responses.POST,
+        USER_URL,
+        status=303,
+        headers={"Location": "/iredadmin/users/example.com?msg=PERMISSION_DENIED"},
+    )
+
+    with pytest.raises(AuthenticationError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.code == "PERMISSION_DENIED"
+    assert sequence(http) == [LOGIN, ("POST", "/user/jane@example.com")]
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["/iredadmin/somewhere", "/iredadmin/login?msg=%0Ainjected%20line"],
+    ids=["no-msg", "not-a-code"],
+)
+def test_a_redirect_without_a_known_code_is_transient_after_one_repeat(http, location):
+    for _ in range(2):
+        stub_login(http, CURRENT)
+        http.add(responses.POST, USER_URL, status=303, headers={"Location": location})
+
+    with pytest.raises(TransientError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.code == "REDIRECTED"
+
+
+def test_a_request_timeout_status_is_transient(http):
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, status=408)
+
+    with pytest.raises(TransientError) as caught:
+        create_user(make_client(CURRENT))
+
+    assert caught.value.code == "HTTP_408"
+
+
+def test_django_error_reports_never_show_the_passwords(http, rf):
+    """A traceback page or error e-mail shows each frame's local variables."""
+    from django.views.debug import ExceptionReporter
+
+    stub_login(http, CURRENT)
+    http.add(responses.POST, USER_URL, body=requests.exceptions.ReadTimeout("slow"))
+    client = make_client(CURRENT)
+    client.login()  # the login's own frames: the admin password is in `form` there
+    http.calls.reset()
+    try:
+        create_user(client)
+    except TransientError as error:
+        report = ExceptionReporter(rf.get("/"), type(error), error, error.__traceback__)
+        frames = report.get_traceback_frames()
+        html = report.get_traceback_html()
+    else:
+        pytest.fail("the call should have timed out")
+    shown = {(frame["function"], name): value for frame in frames for name, value in frame["vars"]}
+
+    assert ("_send", "form") in shown  # the frames and their variables are there...
+    assert all(MAILBOX_PASSWORD not in str(value) for value in shown.values())
+    assert MAILBOX_PASSWORD not in html  # ...without the secrets they held
+    assert ADMIN_PASSWORD not in html
+
+
+def test_django_error_reports_never_show_the_admin_password_of_a_failed_login(http, rf):
+    from django.views.debug import ExceptionReporter
+
+    http.add(responses.POST, LOGIN_URL, body=requests.exceptions.ReadTimeout("slow"))
+    with pytest.raises(TransientError) as caught:
+        make_client(CURRENT).login()
+    error = caught.value
+    report = ExceptionReporter(rf.get("/"), type(error), error, error.__traceback__)
+
+    assert "login" in [frame["function"] for frame in report.get_traceback_frames()]
+    assert ADMIN_PASSWORD not in report.get_traceback_html()

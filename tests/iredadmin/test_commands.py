@@ -44,6 +44,7 @@ class TestIredadminCheck:
         assert status == 0
         assert "login works (current API dialect" in out
         assert "1 domain(s) visible" in out
+        assert "is a global admin" in out
         assert emulator_server.emulator.stats()["logins"] == 1
 
     def test_it_explains_what_a_legacy_server_cannot_do(self, settings, make_emulator):
@@ -192,3 +193,33 @@ class TestIredadminEmulatorCommand:
         assert process.returncode == 1
         assert f"Cannot listen on 127.0.0.1:{port}" in err
         assert "Traceback" not in err
+
+
+def test_it_says_when_the_account_is_not_a_global_admin(settings, emulator_server):
+    emulator_server.emulator.add_admin("helper@admin.example.net", "Helper-Pass1!",
+                                       global_admin=False)  # fmt: skip
+    settings.IREDADMIN = {
+        **settings.IREDADMIN,
+        "URL": emulator_server.url,
+        "USERNAME": "helper@admin.example.net",
+        "PASSWORD": "Helper-Pass1!",
+    }
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(SystemExit):
+        call_command("iredadmin_check", stdout=out, stderr=err)
+
+    assert "login works" in out.getvalue()
+    assert "global admin" in err.getvalue()
+    assert "PERMISSION_DENIED" in err.getvalue()
+
+
+def test_the_emulator_refuses_a_public_address_without_allow_remote():
+    process = manage(
+        "iredadmin_emulator", "--host", "0.0.0.0", "--port", str(free_port()),  # noqa: S104
+        IREDADMIN_PASSWORD="Adm1n-Secret!",
+    )  # fmt: skip
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 1
+    assert "--allow-remote" in err

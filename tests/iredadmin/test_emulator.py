@@ -1926,3 +1926,80 @@ def test_an_emulator_without_a_state_file_starts_empty(make_emulator):
     second = make_emulator(CURRENT)
 
     assert second.emulator.accounts() == {"domains": [], "users": []}
+
+
+# --- Counters and knobs under concurrency -------------------------------------------------------
+
+
+def test_resetting_the_counters_keeps_calls_in_flight_counted(emulator_server):
+    emulator_server.emulator.add_domain("example.com")
+    emulator_server.emulator.add_fault(Fault(kind="delay", delay=0.4, route="user"))
+    http = login(emulator_server)
+    slow = threading.Thread(
+        target=call,
+        args=(http, "POST", emulator_server.url + "/user/slow@example.com"),
+        kwargs={"data": {"password": MAILBOX_PASSWORD}},
+    )
+    slow.start()
+    time.sleep(0.15)
+
+    emulator_server.emulator.reset_stats()
+    during = emulator_server.emulator.stats()
+    slow.join()
+    after = emulator_server.emulator.stats()
+
+    assert (during["in_flight"], during["in_flight_max"]) == (1, 1)
+    assert after["in_flight"] == 0
+
+
+def test_forced_expiry_under_concurrency_expires_exactly_every_nth_call(emulator_server):
+    emulator_server.emulator.add_domain("example.com")
+    every, threads, per_thread = 4, 8, 12
+    emulator_server.emulator.configure(expire_session_every=every)
+    expired: list[int] = []
+
+    def work(number: int) -> None:
+        http = login(emulator_server)
+        for index in range(per_thread):
+            answer = call(http, "GET", emulator_server.url + f"/user/u{number}-{index}@example.com")
+            if answer.json().get("_msg") == "LOGIN_REQUIRED":
+                expired.append(1)
+                http = login(emulator_server)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+
+    total = threads * per_thread
+    assert len(expired) == total // every
+    assert emulator_server.emulator.stats()["sessions_expired"] == total // every
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"latency": "0.5"},
+        {"latency": -1},
+        {"expire_session_every": 1.5},
+        {"api_enabled": "no"},
+        {"allowed_clients": "10.0.0.0/8"},
+    ],
+)
+def test_a_knob_of_the_wrong_type_is_refused_and_nothing_changes(emulator_server, knobs):
+    before = emulator_server.emulator.configure()
+
+    with pytest.raises(ValueError, match="knob"):
+        emulator_server.emulator.configure(**knobs)
+
+    assert emulator_server.emulator.configure() == before
+    assert succeeded(emulator_server, post_login(emulator_server))
+
+
+def test_idle_sessions_are_purged_at_the_next_login_after_the_timeout(emulator_server):
+    emulator_server.emulator.configure(session_timeout=0.2)
+    for _ in range(5):
+        login(emulator_server)
+    time.sleep(0.3)
+
+    login(emulator_server)
+
+    assert emulator_server.emulator.stats()["sessions"] == 1

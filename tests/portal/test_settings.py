@@ -24,6 +24,7 @@ import json, django
 django.setup()
 from django.conf import settings
 from portal.celery import app
+from apps.iredadmin.config import admin_password
 print(json.dumps({
     "DEBUG": settings.DEBUG,
     "ENGINE": settings.DATABASES["default"]["ENGINE"],
@@ -31,7 +32,8 @@ print(json.dumps({
     "BROKER": app.conf.broker_url,
     "TRANSPORT_OPTIONS": app.conf.broker_transport_options,
     "IREDADMIN": {k: v for k, v in settings.IREDADMIN.items() if k != "PASSWORD"},
-    "IREDADMIN_PASSWORD_SET": bool(settings.IREDADMIN["PASSWORD"]),
+    "PASSWORD_IN_SETTINGS": "PASSWORD" in settings.IREDADMIN,
+    "IREDADMIN_PASSWORD_SET": bool(admin_password()),
     "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
     "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
 }))
@@ -154,6 +156,64 @@ def test_the_admin_password_can_come_from_a_file(tmp_path):
     values = loaded(tmp_path, IREDADMIN_PASSWORD_FILE=str(secret_file))
 
     assert values["IREDADMIN_PASSWORD_SET"] is True
+    # Read when a client is made, never loaded into the settings (the web process).
+    assert values["PASSWORD_IN_SETTINGS"] is False
+
+
+def test_debug_mode_refuses_a_public_host(tmp_path):
+    message = refusal(tmp_path, DJANGO_ALLOWED_HOSTS="portal.example.net")
+
+    assert "set DJANGO_DEBUG=false for a deployment" in message
+
+
+def test_the_emulator_port_moves_the_default_iredadmin_url(tmp_path):
+    values = loaded(tmp_path, MAILDESK_EMULATOR_PORT="18091")
+
+    assert values["IREDADMIN"]["URL"] == "http://127.0.0.1:18091/iredadmin/api"
+
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": GOOD_SECRET,
+    "DJANGO_ALLOWED_HOSTS": "portal.example.net",
+    "MAILDESK_ENCRYPTION_KEYS": "Jb6nHhdiKwS6cIq2l5sX5s0XvC5yW3mU1e7m6fQJg4s=",
+}
+
+
+def deploy_check(tmp_path, **variables: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=PROJECT_DIR,
+        env={
+            "PATH": os.environ["PATH"],
+            "MAILDESK_ENV_FILE": "",
+            "MAILDESK_VAR_DIR": str(tmp_path / "var"),
+            **PRODUCTION,
+            **variables,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_deploy_check_passes_for_a_production_configuration(tmp_path):
+    result = deploy_check(
+        tmp_path,
+        DATABASE_URL="postgres://maildesk@db.example.net/maildesk",
+        CELERY_BROKER_URL="redis://redis.example.net:6379/0",
+        IREDADMIN_URL="https://mail.example.net/iredadmin/api",
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_deploy_check_names_every_development_default_left_in_production(tmp_path):
+    result = deploy_check(tmp_path, IREDADMIN_VERIFY_TLS="false")
+
+    assert result.returncode != 0
+    for warning in ("maildesk.W001", "maildesk.W002", "maildesk.W003", "maildesk.W004"):
+        assert warning in result.stderr
 
 
 def test_the_settings_name_a_wrong_value(tmp_path):

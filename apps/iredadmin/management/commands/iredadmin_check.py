@@ -3,11 +3,15 @@
 import time
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
 
-from apps.iredadmin.client import LEGACY
+from apps.iredadmin.client import LEGACY, IRedAdminClient
 from apps.iredadmin.config import client_from_settings
-from apps.iredadmin.errors import IRedAdminError, TransientError
+from apps.iredadmin.errors import IRedAdminError, RejectedError, TransientError
+
+# A name under the reserved .invalid top-level domain: it exists on no server.
+PROBE_DOMAIN = "maildesk-probe.invalid"
 
 
 class Command(BaseCommand):
@@ -19,8 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             client = client_from_settings()
-        except ValueError as exc:
-            self._fail(f"The iRedAdmin-Pro settings are not usable: {exc}.")
+        except (ValueError, ImproperlyConfigured) as exc:
+            self._fail(f"The iRedAdmin-Pro settings are not usable: {exc}")
         self.stdout.write(f"Checking iRedAdmin-Pro at {client.base_url} as {client.username}")
         with client:
             started = time.monotonic()
@@ -44,7 +48,20 @@ class Command(BaseCommand):
                 except IRedAdminError as exc:
                     self._fail(self._explain(exc))
                 self.stdout.write(f"  OK  The API can be read: {len(domains)} domain(s) visible.")
+                self._check_global_admin(client)
         self.stdout.write(self.style.SUCCESS("All good: Maildesk can work with this server."))
+
+    def _check_global_admin(self, client: IRedAdminClient) -> None:
+        """Creating domains needs a global admin. Reading a domain that cannot exist tells:
+        a global admin hears that it does not exist, any other admin is refused."""
+        try:
+            client.get_domain(PROBE_DOMAIN)
+        except RejectedError as exc:
+            if exc.code != "INVALID_DOMAIN_NAME":
+                self._fail(self._explain(exc))
+        except IRedAdminError as exc:
+            self._fail(self._explain(exc))
+        self.stdout.write("  OK  The account is a global admin, as Maildesk needs.")
 
     def _explain(self, error: IRedAdminError) -> str:
         text = f"{error.message} [{error.code}]"

@@ -1,11 +1,13 @@
 """`python manage.py iredadmin_emulator`: serve the bundled iRedAdmin-Pro emulator."""
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.iredadmin.config import admin_password
 from apps.iredadmin.emulator import CURRENT, LEGACY, Emulator
 from apps.iredadmin.emulator_http import EmulatorServer
 from apps.iredadmin.validators import server_accepts_domain, server_accepts_email
@@ -19,7 +21,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback!)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+        parser.add_argument(
+            "--allow-remote",
+            action="store_true",
+            help="allow a non-loopback --host (the control API has no authentication)",
+        )
         parser.add_argument("--port", type=int, default=8091)
         parser.add_argument("--dialect", choices=[CURRENT, LEGACY], default=CURRENT)
         parser.add_argument("--admin-username", help="global admin email (IREDADMIN_USERNAME)")
@@ -48,6 +55,12 @@ class Command(BaseCommand):
         password = self._admin_password(options)
         if not server_accepts_email(username.lower()):
             raise CommandError(f"--admin-username must be an email address, not {username!r}.")
+        if not options["allow_remote"] and not _is_loopback(options["host"]):
+            raise CommandError(
+                f"--host {options['host']} is reachable from other machines, and the "
+                "emulator's control API (reset, faults) has no authentication. Bind to "
+                "127.0.0.1, or add --allow-remote on a network you trust."
+            )
         if options["latency"] < 0 or options["session_timeout"] <= 0:
             raise CommandError("--latency cannot be negative and --session-timeout must be > 0.")
         for domain in options["domain"]:
@@ -91,10 +104,19 @@ class Command(BaseCommand):
                 return Path(options["admin_password_file"]).read_text().rstrip("\r\n")
             except OSError as exc:
                 raise CommandError(f"Cannot read --admin-password-file: {exc.strerror}.") from None
-        password = options["admin_password"] or settings.IREDADMIN["PASSWORD"]
+        password = options["admin_password"] or admin_password()
         if not password:
             raise CommandError(
                 "No admin password: give --admin-password-file (or --admin-password), or set "
                 "IREDADMIN_PASSWORD (make run writes one into .env)."
             )
         return password
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,53 @@
+"""Deployment checks (`manage.py check --deploy`): the embedded defaults are for `make run`."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
+
+
+@register(Tags.database, deploy=True)
+def check_production_services(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    problems = []
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        problems.append(
+            Warning(
+                "The database is SQLite, the development default.",
+                hint="Set DATABASE_URL to a PostgreSQL database.",
+                id="maildesk.W001",
+            )
+        )
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        problems.append(
+            Warning(
+                "The Celery broker is the filesystem, the development default: workers on "
+                "other hosts cannot see it.",
+                hint="Set CELERY_BROKER_URL to Redis (redis://host:6379/0).",
+                id="maildesk.W002",
+            )
+        )
+    return problems
+
+
+@register(Tags.security, deploy=True)
+def check_iredadmin_connection(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    config = settings.IREDADMIN
+    problems = []
+    if not config["URL"].startswith("https://"):
+        problems.append(
+            Warning(
+                f"IREDADMIN_URL ({config['URL']}) is not HTTPS: the admin password would "
+                "cross the network in clear text.",
+                hint="Use https://<server>/iredadmin/api.",
+                id="maildesk.W003",
+            )
+        )
+    if not config["VERIFY_TLS"] and not config["CA_BUNDLE"]:
+        problems.append(
+            Warning(
+                "TLS verification of the mail server is off (IREDADMIN_VERIFY_TLS=false).",
+                hint="Set IREDADMIN_CA_BUNDLE to the server's CA certificate instead.",
+                id="maildesk.W004",
+            )
+        )
+    return problems
