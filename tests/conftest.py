@@ -92,6 +92,25 @@ def any_dialect_server(request, make_emulator) -> EmulatorServer:
     return make_emulator(request.param)
 
 
+# --- Database ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> None:
+    """Transactional tests end by emptying every table with TRUNCATE (Django's flush), which
+    the audit log's TRUNCATE guard on PostgreSQL refuses. The test database lets TRUNCATE
+    through; the row-level guards (no UPDATE, no DELETE) stay on, and a test proves the
+    TRUNCATE guard itself (tests/audit/test_append_only.py)."""
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_no_truncate"
+                )
+
+
 # --- Celery: the suite publishes to an in-memory broker --------------------------------------
 
 

@@ -31,9 +31,11 @@ def domain_names_for(user: AbstractBaseUser, role: str | None = None) -> QuerySe
 
 
 def holds_role(user: AbstractBaseUser, role: str, domain: str) -> bool:
+    """Whether `user` holds `role` in `domain`, as long as the domain is managed (active)."""
+    domains = MailDomain.objects.filter(name=domain, is_active=True)
     if user.is_superuser:
-        return True
-    return Delegation.objects.filter(user=user, role=role, domain__name=domain).exists()
+        return domains.exists()
+    return domains.filter(delegations__user=user, delegations__role=role).exists()
 
 
 def may_request_new_domain(user: AbstractBaseUser) -> bool:

@@ -42,9 +42,12 @@ def request_submit(
 ) -> ProvisioningRequest:
     """Open a request (PENDING). `target` is a normalised domain or address."""
     domain = target if kind in (Kind.CREATE_DOMAIN, Kind.DELETE_DOMAIN) else target.split("@")[-1]
-    _check_submission_scope(requester, kind, domain)
-    if (kind == Kind.CREATE_MAILBOX) != bool(password):
-        raise ApplicationError("A password is needed for a new mailbox, and only for one.")
+    refusal = _submission_refusal(requester, kind, domain)
+    if refusal is None and (kind == Kind.CREATE_MAILBOX) != bool(password):
+        refusal = "A password is needed for a new mailbox, and only for one."
+    if refusal is not None:
+        _record_refusal(requester, ip, "submit", refusal, target=target, domain=domain)
+        raise ApplicationError(refusal)
     try:
         with transaction.atomic():
             request = ProvisioningRequest.objects.create(
@@ -66,7 +69,9 @@ def request_submit(
                 details={"kind": kind, "parameters": parameters},
             )
     except IntegrityError:
-        raise ApplicationError(_already_open(target)) from None
+        message = _already_open(target)
+        _record_refusal(requester, ip, "submit", message, target=target, domain=domain)
+        raise ApplicationError(message) from None
     return request
 
 
@@ -170,11 +175,16 @@ def request_retry(
     destroyed when the request failed."""
     _check_decision_scope(request, actor, ip, action="retry")
     if (request.kind == Kind.CREATE_MAILBOX) != bool(password):
-        raise ApplicationError(
+        _refuse(
+            request,
+            actor,
+            ip,
+            "retry",
             "Enter a new initial password: the first one was destroyed when the request failed."
             if request.kind == Kind.CREATE_MAILBOX
-            else "Only a new mailbox takes a password."
+            else "Only a new mailbox takes a password.",
         )
+    previous_result = request.result_code
     try:
         with transaction.atomic():
             now = timezone.now()
@@ -186,6 +196,9 @@ def request_retry(
                 not_before=None,
                 finished_at=None,
                 attempts_before_run=F("attempts"),
+                # The failure stays in the audit log; the request now awaits a new outcome.
+                result_code="",
+                result_message="",
                 sealed_password=seal(password) if password else "",
                 updated_at=now,
             )
@@ -194,11 +207,11 @@ def request_retry(
                 audit_record(
                     action="request.retried", actor=actor, ip=ip, request=request,
                     outcome=Outcome.SUCCESS,
-                    details={"previous_result": request.result_code},
+                    details={"previous_result": previous_result},
                 )  # fmt: skip
                 transaction.on_commit(lambda: publish_execution(request.pk))
     except IntegrityError:
-        raise ApplicationError(_already_open(request.target)) from None
+        _refuse(request, actor, ip, "retry", _already_open(request.target))
     if not retried:
         _refuse_for_state(request, actor, ip, "retry")
     return request
@@ -230,17 +243,20 @@ def request_comment(
 # --- Guards ------------------------------------------------------------------------------------
 
 
-def _check_submission_scope(requester: AbstractBaseUser, kind: str, domain: str) -> None:
+def _submission_refusal(requester: AbstractBaseUser, kind: str, domain: str) -> str | None:
+    """Why `requester` may not open this request, or None."""
+    managed = MailDomain.objects.filter(name=domain, is_active=True).exists()
     if kind == Kind.CREATE_DOMAIN:
         if not may_request_new_domain(requester):
-            raise ApplicationError("You may not request new domains.")
-        if MailDomain.objects.filter(name=domain, is_active=True).exists():
-            raise ApplicationError(f"{domain} is already managed by Maildesk.")
-        return
-    if not MailDomain.objects.filter(name=domain, is_active=True).exists():
-        raise ApplicationError(f"{domain} is not a domain Maildesk manages.")
+            return "You may not request new domains."
+        if managed:
+            return f"{domain} is already managed by Maildesk."
+        return None
+    if not managed:
+        return f"{domain} is not a domain Maildesk manages."
     if not holds_role(requester, Delegation.Role.REQUESTER, domain):
-        raise ApplicationError(f"You may not open requests for {domain}.")
+        return f"You may not open requests for {domain}."
+    return None
 
 
 def _check_decision_scope(
@@ -271,12 +287,25 @@ def _refuse(
     message: str,
 ) -> None:
     """Record a refused action (in its own transaction, so it stays), then refuse it."""
+    _record_refusal(actor, ip, action, message, request=request)
+    raise ApplicationError(message)
+
+
+def _record_refusal(
+    actor: AbstractBaseUser,
+    ip: str | None,
+    action: str,
+    message: str,
+    *,
+    request: ProvisioningRequest | None = None,
+    target: str = "",
+    domain: str = "",
+) -> None:
     with transaction.atomic():
         audit_record(
             action=f"request.{action}_refused", actor=actor, ip=ip, request=request,
-            outcome=Outcome.REFUSED, message=message,
+            target=target, domain=domain, outcome=Outcome.REFUSED, message=message,
         )  # fmt: skip
-    raise ApplicationError(message)
 
 
 _PAST = {

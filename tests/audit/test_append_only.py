@@ -1,0 +1,45 @@
+"""The database itself keeps the audit log append-only on PostgreSQL, TRUNCATE included."""
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from apps.audit.services import audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the database guard exists on PostgreSQL only (CI runs it)")
+
+
+def run_rolled_back(*statements: str) -> None:
+    """Run raw SQL in a savepoint; a refusal rolls it back, leaving the test's data as it was."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def test_truncate_of_the_audit_log_is_refused(postgresql):
+    # The test database lets TRUNCATE through for its own cleanup (tests/conftest.py): arm the
+    # production guard again, in a savepoint that the refusal rolls back.
+    with pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"):
+        run_rolled_back(
+            "ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_no_truncate",
+            "TRUNCATE audit_auditevent",
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_auditevent SET message = 'rewritten'", "DELETE FROM audit_auditevent"],
+)
+def test_rows_cannot_be_changed_or_removed_behind_the_model(postgresql, statement):
+    event = audit_record(action="test.event", message="as it happened")
+
+    with pytest.raises(DatabaseError, match="append-only"):
+        run_rolled_back(statement)
+
+    event.refresh_from_db()
+    assert event.message == "as it happened"
