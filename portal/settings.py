@@ -207,6 +207,8 @@ else:
         # Unacknowledged messages come back after this long; it must exceed the longest task.
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
     }
+# Several portals (or test runs) can share one Redis by using different queues.
+CELERY_TASK_DEFAULT_QUEUE = env_str("MAILDESK_QUEUE") or "celery"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

@@ -24,6 +24,45 @@ _OUTCOME_CLASSES = {
 }
 
 
+_ACTION_LABELS = {
+    "request.submitted": "Submitted",
+    "request.approved": "Approved",
+    "request.rejected": "Rejected",
+    "request.cancelled": "Cancelled",
+    "request.retried": "Queued again by an approver",
+    "request.commented": "Comment",
+    "api.call": "Sent to the mail server",
+    "api.succeeded": "Done on the mail server",
+    "api.failed": "Failed",
+    "api.retry_scheduled": "Trouble reaching the mail server; trying again later",
+    "api.result_discarded": "A late answer from an overtaken attempt (ignored)",
+    "auth.login": "Signed in",
+    "auth.logout": "Signed out",
+    "auth.login_failed": "Failed sign-in",
+}
+
+_SUCCESS_SENTENCES = {
+    "create_domain": "The domain {target} is ready on the mail server; a portal admin can "
+    "now delegate it.",
+    "delete_domain": "The domain {target} and its mailboxes are deleted from the mail server.",
+    "create_mailbox": "The mailbox {target} is ready on the mail server.",
+    "delete_mailbox": "The mailbox {target} is deleted from the mail server.",
+}
+
+
+@register.filter
+def action_label(action: str) -> str:
+    """An audit action for people: `request.approve_refused` -> "Refused: approve"."""
+    if action.endswith("_refused"):
+        return "Refused: " + action.rpartition(".")[2].removesuffix("_refused")
+    return _ACTION_LABELS.get(action, action)
+
+
+@register.filter
+def success_sentence(request) -> str:
+    return _SUCCESS_SENTENCES[request.kind].format(target=request.target)
+
+
 @register.filter
 def status_class(status: str) -> str:
     return _STATUS_CLASSES.get(status, "text-bg-light")

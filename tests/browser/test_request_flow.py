@@ -1,0 +1,125 @@
+"""The product as people use it, in Debian's Chromium driven by Playwright.
+
+A help-desk agent requests a mailbox, a team lead approves it, and the page follows the
+execution (htmx polling) until it succeeded. The portal runs in a live server thread, a Celery
+worker in another thread (in-memory broker), and the emulator on a real socket. Screenshots
+of every page go to test-artifacts/browser/.
+"""
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import current_app
+from celery.contrib.testing.worker import start_worker
+
+from tests.conftest import USER_PASSWORD, _service_unavailable
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    if not shutil.which(CHROMIUM):
+        _service_unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # around it are plain synchronous code, which Django would otherwise refuse.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def celery_worker(mail_server) -> Iterator[None]:
+    """A Celery worker thread consuming the in-memory broker the portal publishes to."""
+    with start_worker(current_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield
+
+
+class Screens:
+    def __init__(self, page) -> None:
+        self.page = page
+        self.count = 0
+
+    def shot(self, name: str) -> None:
+        self.count += 1
+        self.page.screenshot(path=ARTIFACTS / f"{self.count:02d}-{name}.png", full_page=True)
+
+
+def sign_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/")
+
+
+def test_a_requested_mailbox_is_approved_and_seen_to_succeed(
+    browser, live_server, alice, bob, mail_server, celery_worker
+):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screens = Screens(page)
+    base = live_server.url
+
+    # The agent signs in and requests a mailbox, with a generated password.
+    page.goto(f"{base}/accounts/login/")
+    screens.shot("login")
+    sign_in(page, base, "alice")
+    screens.shot("dashboard-alice")
+    page.get_by_role("link", name="Create mailbox").first.click()
+    page.get_by_label("Address").fill("jane.doe")
+    page.get_by_label("Domain").select_option("example.com")
+    page.get_by_role("button", name="Generate").click()
+    generated = page.get_by_label("Initial password").input_value()
+    page.get_by_label("Display name").fill("Jane Doe")
+    page.get_by_label("Quota (MB)").fill("512")
+    page.get_by_label("Ticket").fill("HD-1234")
+    page.get_by_label("Reason").fill("New starter in accounting, starts Monday.")
+    screens.shot("request-form")
+    page.get_by_role("button", name="Submit for approval").click()
+    page.get_by_text("is waiting for approval").wait_for()
+    screens.shot("request-submitted")
+    assert len(generated) == 16
+    assert generated not in page.content()
+    page.get_by_role("button", name="Sign out").click()
+
+    # The team lead finds it awaiting approval and approves it.
+    sign_in(page, base, "bob")
+    page.get_by_text("Awaiting your approval").wait_for()
+    screens.shot("dashboard-bob")
+    page.get_by_role("link", name="REQ-").first.click()
+    screens.shot("request-review")
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_text("is approved and queued").wait_for()
+    screens.shot("request-approved")
+
+    # The page follows the execution and reloads itself once it is done.
+    page.locator('[data-status="succeeded"]').first.wait_for(timeout=20_000)
+    page.get_by_text("Done.").wait_for()
+    screens.shot("request-succeeded")
+    assert "api.succeeded" in page.content()
+    assert generated not in page.content()
+
+    mailbox = mail_server.emulator.mailbox("jane.doe@example.com")
+    assert (mailbox["name"], mailbox["quota"]) == ("Jane Doe", 512)
+    assert screens.count == 8

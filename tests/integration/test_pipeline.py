@@ -1,0 +1,156 @@
+"""The whole pipeline with its real pieces: a Celery worker process, Redis, PostgreSQL, and
+the emulator over a real socket. Submit and approve happen here, through the services the
+views call; the worker picks the task up from Redis and writes to the same database.
+
+Needs the suite to run on PostgreSQL (`DATABASE_URL=postgres://...`, as CI does) and Redis.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import current_app
+from cryptography.fernet import Fernet
+from django.db import connection
+
+from apps.audit.models import AuditEvent
+from apps.provisioning import services
+from apps.provisioning.models import ProvisioningRequest
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, _service_unavailable, use_broker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+Status = ProvisioningRequest.Status
+PASSWORD = "Integration-Pa55!"
+
+
+@pytest.fixture
+def shared_database_url(postgres_url) -> str:
+    """The test database, as a URL another process can open."""
+    if connection.vendor != "postgresql":
+        _service_unavailable(
+            "the worker process must share the test database: run the suite with "
+            "DATABASE_URL=postgres://... (CI does)"
+        )
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(shared_database_url, redis_url, mail_server, settings, tmp_path) -> Iterator[Path]:
+    """`celery -A portal worker` as the Procfile runs it, on its own queue in Redis."""
+    queue = f"maildesk-test-{uuid.uuid4().hex[:10]}"
+    key = Fernet.generate_key().decode()
+    settings.MAILDESK_ENCRYPTION_KEYS = [key]
+    use_broker(redis_url)
+    current_app.conf.task_default_queue = queue
+    log = tmp_path / "worker.log"
+    environment = {
+        **os.environ,
+        "MAILDESK_ENV_FILE": "",
+        "MAILDESK_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": shared_database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "MAILDESK_QUEUE": queue,
+        "IREDADMIN_URL": mail_server.url,
+        "IREDADMIN_USERNAME": ADMIN_USERNAME,
+        "IREDADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MAILDESK_ENCRYPTION_KEYS": key,
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+        "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        use_broker("memory://")
+        current_app.conf.task_default_queue = "celery"
+
+
+def wait_until_finished(request: ProvisioningRequest, log: Path) -> ProvisioningRequest:
+    deadline = time.monotonic() + 30
+    while True:
+        request.refresh_from_db()
+        if request.status in ProvisioningRequest.TERMINAL_STATUSES:
+            return request
+        assert time.monotonic() < deadline, f"still {request.status}\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+def submit_and_approve(alice, bob) -> ProvisioningRequest:
+    request = services.request_submit(
+        requester=alice,
+        kind=ProvisioningRequest.Kind.CREATE_MAILBOX,
+        target="jane@example.com",
+        parameters={"name": "Jane Doe", "language": "de_DE", "quota_mb": 512},
+        password=PASSWORD,
+        ticket="HD-4242",
+        reason="New starter in accounting",
+        ip="192.0.2.10",
+    )
+    # Committed at once (transactional test): the task is published to Redis on commit.
+    return services.request_approve(request=request, actor=bob, ip="192.0.2.20")
+
+
+def audit_trail(request: ProvisioningRequest) -> list[tuple]:
+    return list(
+        AuditEvent.objects.filter(request_code=request.code)
+        .order_by("id")
+        .values_list("action", "actor_label", "actor_ip", "outcome", "target", "ticket", "message")
+    )
+
+
+def test_an_approved_mailbox_is_created_by_the_worker(alice, bob, mail_server, worker):
+    request = wait_until_finished(submit_and_approve(alice, bob), worker)
+
+    assert request.status == Status.SUCCEEDED, worker.read_text()
+    assert request.sealed_password == ""
+    mailbox = mail_server.emulator.mailbox("jane@example.com")
+    assert (mailbox["name"], mailbox["language"], mailbox["quota"]) == ("Jane Doe", "de_DE", 512)
+    assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
+    target, ticket = "jane@example.com", "HD-4242"
+    assert audit_trail(request) == [
+        ("request.submitted", "alice", "192.0.2.10", "success", target, ticket, ""),
+        ("request.approved", "bob", "192.0.2.20", "success", target, ticket, ""),
+        ("api.call", "worker", None, "info", target, ticket, ""),
+        ("api.succeeded", "worker", None, "success", target, ticket, ""),
+    ]
+    assert PASSWORD not in worker.read_text()
+
+
+def test_a_refusal_by_the_server_fails_the_request_with_its_message(
+    alice, bob, mail_server, worker
+):
+    mail_server.emulator.add_mailbox("jane@example.com", "Belongs-To-Someone-1!")
+
+    request = wait_until_finished(submit_and_approve(alice, bob), worker)
+
+    assert request.status == Status.FAILED
+    assert request.result_code == "ALREADY_EXISTS"
+    assert request.result_message == "The address or domain already exists on the mail server."
+    assert request.sealed_password == ""
+    target, ticket = "jane@example.com", "HD-4242"
+    assert audit_trail(request) == [
+        ("request.submitted", "alice", "192.0.2.10", "success", target, ticket, ""),
+        ("request.approved", "bob", "192.0.2.20", "success", target, ticket, ""),
+        ("api.call", "worker", None, "info", target, ticket, ""),
+        ("api.failed", "worker", None, "failure", target, ticket, "ALREADY_EXISTS"),
+    ]
