@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from apps.accounts.selectors import is_auditor
 from apps.audit.forms import EventFilterForm
 from apps.audit.selectors import events_visible_to
-from apps.core.pagination import keyset_page
+from apps.core.pagination import keyset_page, page_links
 
 PAGE_SIZE = 50
 EXPORT_COLUMNS = ["id", "occurred_at", "actor_label", "actor_ip", "action", "outcome", "target",
@@ -29,18 +29,13 @@ def event_list(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Some filters were not understood: fix them to filter the log.")
     page = keyset_page(events, before=before, size=PAGE_SIZE)
-    next_query = request.GET.copy()
-    next_query["before"] = page.next_before
-    export_query = request.GET.copy()
-    export_query.pop("before", None)
     return render(
         request,
         "audit/event_list.html",
         {
             "filters": filters,
             "page": page,
-            "next_query": next_query.urlencode(),
-            "export_query": export_query.urlencode(),
+            **page_links(request.GET, page),
             "may_export": is_auditor(request.user) or request.user.is_superuser,
         },
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from django.db.models import Model, QuerySet
+from django.http import QueryDict
 
 T = TypeVar("T", bound=Model)
 
@@ -18,6 +19,15 @@ class KeysetPage(Generic[T]):
     # The `before` value of the next (older) page, or None on the last page.
     next_before: int | None
     is_first: bool
+
+
+def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str]:
+    """Query strings of the links to the first page and the next one, other filters kept."""
+    first = query.copy()
+    first.pop("before", None)
+    following = first.copy()
+    following["before"] = str(page.next_before)
+    return {"first_query": first.urlencode(), "next_query": following.urlencode()}
 
 
 def keyset_page(queryset: QuerySet[T], *, before: int | None, size: int) -> KeysetPage[T]:

@@ -13,7 +13,7 @@ from apps.accounts.selectors import domains_for, may_request_new_domain
 from apps.audit.models import AuditEvent
 from apps.core.exceptions import ApplicationError
 from apps.core.http import client_ip
-from apps.core.pagination import keyset_page
+from apps.core.pagination import keyset_page, page_links
 from apps.provisioning import services
 from apps.provisioning.forms import (
     REQUEST_FORMS,
@@ -81,19 +81,10 @@ def request_list(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Some filters were not understood; showing all requests.")
     page = keyset_page(requests, before=before, size=PAGE_SIZE)
-    next_query = request.GET.copy()
-    next_query["before"] = page.next_before
-    first_query = request.GET.copy()
-    first_query.pop("before", None)
     return render(
         request,
         "provisioning/request_list.html",
-        {
-            "filters": filters,
-            "page": page,
-            "next_query": next_query.urlencode(),
-            "first_query": first_query.urlencode(),
-        },
+        {"filters": filters, "page": page, **page_links(request.GET, page)},
     )
 
 
