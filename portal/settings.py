@@ -206,6 +206,11 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Unacknowledged messages come back after this long; it must exceed the longest task.
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        # Without these a publish waits forever on a broker that stopped answering, and a
+        # worker stays stuck on a half-open connection (kombu's redis transport docs).
+        "socket_timeout": env_float("CELERY_REDIS_SOCKET_TIMEOUT", 10.0, minimum=1),
+        "socket_connect_timeout": env_float("CELERY_REDIS_CONNECT_TIMEOUT", 3.0, minimum=0.5),
+        "health_check_interval": env_int("CELERY_REDIS_HEALTH_CHECK_SECONDS", 10, minimum=1),
     }
 # Several portals (or test runs) can share one Redis by using different queues.
 CELERY_TASK_DEFAULT_QUEUE = env_str("MAILDESK_QUEUE") or "celery"
@@ -230,6 +235,9 @@ IREDADMIN = {
     "DIALECT": env_choice("IREDADMIN_DIALECT", "auto", {"auto", "current", "legacy"}),
     "TIMEOUT": env_float("IREDADMIN_TIMEOUT", 10.0, minimum=0.1),
     "VERIFY_TLS": env_bool("IREDADMIN_VERIFY_TLS", True),
+    # After the server refuses Maildesk's login, each worker process waits this long before
+    # trying again: retrying at once would lock the admin account or flood the server's log.
+    "LOGIN_RETRY_SECONDS": env_float("IREDADMIN_LOGIN_RETRY_SECONDS", 30.0, minimum=0),
     # A CA bundle file for servers with a private CA; takes precedence over VERIFY_TLS.
     "CA_BUNDLE": env_str("IREDADMIN_CA_BUNDLE"),
     # The server's password policy (iRedAdmin-Pro's min_passwd_length / max_passwd_length),
@@ -266,6 +274,8 @@ MAILDESK_RETRY_MAX_SECONDS = env_float("MAILDESK_RETRY_MAX_SECONDS", 300.0, mini
 MAILDESK_LEASE_SECONDS = env_int(
     "MAILDESK_LEASE_SECONDS", int(IREDADMIN["TIMEOUT"] * 9 + 30), minimum=10
 )
+# A publish to the broker is waited for this long at most; past it the sweeper takes over.
+MAILDESK_PUBLISH_TIMEOUT = env_float("MAILDESK_PUBLISH_TIMEOUT", 1.0, minimum=0.1)
 # The sweeper runs this often and re-publishes requests queued for longer than the grace time.
 MAILDESK_SWEEP_SECONDS = env_int("MAILDESK_SWEEP_SECONDS", 30, minimum=1)
 MAILDESK_QUEUED_GRACE_SECONDS = env_int("MAILDESK_QUEUED_GRACE_SECONDS", 60, minimum=1)

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from apps.accounts.models import Delegation, MailDomain
+from apps.iredadmin.client import forget_login_refusals
 from apps.iredadmin.config import reset_thread_client
 from apps.iredadmin.emulator import CURRENT, LEGACY, Emulator
 from apps.iredadmin.emulator_http import EmulatorServer
@@ -29,6 +30,14 @@ def _service_unavailable(message: str) -> None:
     if os.environ.get("MAILDESK_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{message} (MAILDESK_REQUIRE_SERVICES=1: services are required)")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _no_login_refusal_remembered() -> Iterator[None]:
+    # A refused login makes every client of the process wait (client.py); tests start afresh.
+    forget_login_refusals()
+    yield
+    forget_login_refusals()
 
 
 @pytest.fixture(autouse=True)

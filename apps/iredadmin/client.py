@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -76,6 +77,20 @@ _OPERATOR_CODES = frozenset(
 )
 
 
+# Logins the server refused, per process: (base_url, username) -> (monotonic time before which
+# no new login is tried, the refusal's code). Shared by all the clients of a process (one per
+# worker thread), so a wrong password costs one login per window, not one per task: a storm of
+# failed logins would lock the admin account or flood the server's log.
+_login_refusals: dict[tuple[str, str], tuple[float, str]] = {}
+_login_refusals_lock = threading.Lock()
+
+
+def forget_login_refusals() -> None:
+    """Let every client of this process try logging in again at once (tests, checks)."""
+    with _login_refusals_lock:
+        _login_refusals.clear()
+
+
 # What a refusal looks like: UPPER_SNAKE codes, possibly several joined by commas (PW_*).
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*(,[A-Z][A-Z0-9_]*)*")
 
@@ -112,11 +127,14 @@ class IRedAdminClient:
         dialect: str = AUTO,
         timeout: float | tuple[float, float] = 10.0,
         verify: bool | str = True,
+        login_retry_after: float = 30.0,
     ) -> None:
         """`base_url` is the API base, e.g. `https://mail.example.com/iredadmin/api`.
 
         `timeout` applies to every call (seconds, or a (connect, read) pair). `verify` is True
         (system CAs), False (no TLS verification: only for a lab), or a CA bundle's path.
+        After the server refuses the login, no client of this process for the same server and
+        user tries again for `login_retry_after` seconds (0: always try).
         """
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,6 +152,7 @@ class IRedAdminClient:
         self._configured_dialect = dialect
         self._dialect = None if dialect == AUTO else dialect
         self._timeout = timeout
+        self._login_retry_after = login_retry_after
         self._logged_in = False
         #: Login attempts made by this client (benchmarks and tests read it).
         self.login_count = 0
@@ -251,11 +270,34 @@ class IRedAdminClient:
         data = self._read(("domains",), query={"name_only": ""}, expect=list)
         return [str(name) for name in data]
 
-    @sensitive_variables("form")
     def login(self) -> None:
         """Log in now (calls log in lazily; this is for checks and warm-up)."""
         if not self._password:
             raise AuthenticationError("NO_PASSWORD_CONFIGURED")
+        key = (self.base_url, self.username)
+        with _login_refusals_lock:
+            not_before, code = _login_refusals.get(key, (0.0, ""))
+        if time.monotonic() < not_before:
+            raise AuthenticationError(
+                code,
+                f"{describe(code)} (Maildesk tries logging in again in "
+                f"{not_before - time.monotonic():.0f} s.)",
+            )
+        try:
+            self._login()
+        except AuthenticationError as refused:
+            if self._login_retry_after > 0:
+                with _login_refusals_lock:
+                    _login_refusals[key] = (
+                        time.monotonic() + self._login_retry_after,
+                        refused.code,
+                    )
+            raise
+        with _login_refusals_lock:
+            _login_refusals.pop(key, None)
+
+    @sensitive_variables("form")
+    def _login(self) -> None:
         self._logged_in = False
         if self._configured_dialect == AUTO:
             # Learnt again at every login: a server upgraded meanwhile is simply followed.

@@ -32,6 +32,7 @@ def client_from_settings() -> IRedAdminClient:
         dialect=config["DIALECT"],
         timeout=config["TIMEOUT"],
         verify=config["CA_BUNDLE"] or config["VERIFY_TLS"],
+        login_retry_after=config["LOGIN_RETRY_SECONDS"],
     )
 
 

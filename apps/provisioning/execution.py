@@ -60,7 +60,11 @@ OPERATIONS = {
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """What one attempt learnt. `retry`: transient trouble, worth another attempt."""
+    """What one attempt learnt.
+
+    `retry`: worth another attempt: transient trouble, or a configuration problem an operator
+    must fix (`needs_operator`), which the request waits out rather than failing at once.
+    """
 
     succeeded: bool = False
     retry: bool = False
@@ -68,14 +72,17 @@ class AttemptResult:
     message: str = ""
     reconciled: bool = False
     may_have_taken_effect: bool = False
+    needs_operator: bool = False
 
     @classmethod
     def from_error(cls, error: IRedAdminError) -> "AttemptResult":
+        operator = isinstance(error, AuthenticationError)
         return cls(
-            retry=isinstance(error, TransientError),
+            retry=operator or isinstance(error, TransientError),
             code=error.code,
             message=error.message,
             may_have_taken_effect=error.may_have_taken_effect,
+            needs_operator=operator,
         )
 
 
@@ -165,6 +172,7 @@ def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
                 lease_expires_at=None,
                 sealed_password="",
                 outcome_uncertain=False,
+                needs_operator=False,
                 result_code="",
                 result_message=result.message,
                 updated_at=now,
@@ -180,6 +188,7 @@ def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
                 not_before=now + timedelta(seconds=delay),
                 lease_expires_at=None,
                 outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
+                needs_operator=result.needs_operator,
                 result_code=result.code[:200],
                 result_message=result.message,
                 updated_at=now,
@@ -197,6 +206,7 @@ def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
                 lease_expires_at=None,
                 sealed_password="",
                 outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
+                needs_operator=result.needs_operator,
                 result_code=result.code[:200],
                 result_message=message,
                 updated_at=now,
@@ -259,6 +269,8 @@ def _attempt(request: ProvisioningRequest) -> AttemptResult:
         client = thread_client()
     except (ValueError, ImproperlyConfigured) as error:
         return AttemptResult(
+            retry=True,
+            needs_operator=True,
             code="CONFIGURATION_ERROR",
             message=f"Maildesk's iRedAdmin-Pro settings are not usable: {error}",
         )

@@ -79,6 +79,9 @@ class ProvisioningRequest(TimeStampedModel):
     # An earlier attempt may have changed the server without our knowing (its answer was
     # lost, or its worker died mid-call): the next attempt reads the account back first.
     outcome_uncertain = models.BooleanField(default=False)
+    # The last attempt met a configuration problem only an operator can fix (credentials, IP
+    # allow-list, TLS trust): the request waits, and the dashboard says what is wrong.
+    needs_operator = models.BooleanField(default=False)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The server's answer verbatim (e.g. ALREADY_EXISTS) and the same in plain words.
     result_code = models.CharField(max_length=200, blank=True)

@@ -1,9 +1,14 @@
+import logging
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,6 +36,8 @@ from apps.provisioning.selectors import (
     requests_visible_to,
 )
 
+logger = logging.getLogger(__name__)
+
 Kind = ProvisioningRequest.Kind
 Status = ProvisioningRequest.Status
 PAGE_SIZE = 25
@@ -45,7 +52,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     visible = requests_visible_to(user)
     mine = visible.filter(requested_by=user)
+    # A configuration problem (bad admin password, IP not allowed...) holds every request:
+    # everyone should see it, not only whoever opens one of the requests.
+    since = timezone.now() - timedelta(hours=24)
+    blocked = visible.filter(needs_operator=True).filter(
+        Q(status=Status.QUEUED) | Q(status=Status.FAILED, finished_at__gte=since)
+    )
     context = {
+        "operator_problem": blocked.order_by("-updated_at").first(),
+        "waiting_for_operator": blocked.filter(status=Status.QUEUED).count(),
         "awaiting": list(requests_awaiting_decision(user).order_by("id")[:20]),
         "my_open": list(mine.filter(status__in=ProvisioningRequest.OPEN_STATUSES)[:20]),
         "my_recent": list(
@@ -121,6 +136,9 @@ def request_create(request: HttpRequest, kind_slug: str) -> HttpResponse:
             )
         except ApplicationError as error:
             form.add_error(None, error.message)
+        except DatabaseError:
+            logger.exception("A request could not be submitted")
+            form.add_error(None, NOT_RECORDED)
         else:
             messages.success(request, f"{created.code} is waiting for approval.")
             return redirect("provisioning:detail", code=created.code)
@@ -237,12 +255,22 @@ def request_comment(request: HttpRequest, code: str) -> HttpResponse:
 # --- Helpers -----------------------------------------------------------------------------------
 
 
+NOT_RECORDED = (
+    "Maildesk could not write this to the audit log, so nothing was done. Try again in a "
+    "moment; if it keeps happening, tell an operator."
+)
+
+
 def _act(request: HttpRequest, item: ProvisioningRequest, action, success: str) -> HttpResponse:
     """Run one service call; its refusal becomes a message. Back to the request page."""
     try:
         action()
     except ApplicationError as error:
         messages.error(request, error.message)
+    except DatabaseError:
+        # The action and its audit row are one transaction: neither happened.
+        logger.exception("Request %s: the database refused an action", item.code)
+        messages.error(request, NOT_RECORDED)
     else:
         messages.success(request, success)
     return redirect("provisioning:detail", code=item.code)

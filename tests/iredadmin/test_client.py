@@ -1525,3 +1525,52 @@ def test_django_error_reports_never_show_the_admin_password_of_a_failed_login(ht
 
     assert "login" in [frame["function"] for frame in report.get_traceback_frames()]
     assert ADMIN_PASSWORD not in report.get_traceback_html()
+
+
+# --- 10. No login storm ------------------------------------------------------------------------
+
+
+def test_after_a_refused_login_no_client_of_the_process_tries_again_within_the_window(http):
+    http.add(responses.POST, LOGIN_URL, json=failure(CURRENT, "INVALID_CREDENTIALS"))
+
+    with pytest.raises(AuthenticationError):
+        make_client(CURRENT).login()
+    with pytest.raises(AuthenticationError) as second:
+        make_client(CURRENT).login()  # another thread's client, same server and user
+
+    assert len(http.calls) == 1
+    assert second.value.code == "INVALID_CREDENTIALS"
+    assert "tries logging in again in" in second.value.message
+
+
+def test_the_refusal_window_is_per_server_and_user(http):
+    http.add(responses.POST, LOGIN_URL, json=failure(CURRENT, "INVALID_CREDENTIALS"))
+    stub_login(http, CURRENT)
+
+    with pytest.raises(AuthenticationError):
+        make_client(CURRENT).login()
+    IRedAdminClient(BASE_URL, "other@example.com", ADMIN_PASSWORD).login()
+
+    assert len(http.calls) == 2
+
+
+def test_a_client_may_opt_out_of_the_refusal_window(http):
+    http.add(responses.POST, LOGIN_URL, json=failure(CURRENT, "INVALID_CREDENTIALS"))
+    http.add(responses.POST, LOGIN_URL, json=failure(CURRENT, "INVALID_CREDENTIALS"))
+
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            make_client(CURRENT, login_retry_after=0).login()
+
+    assert len(http.calls) == 2
+
+
+def test_transient_trouble_at_login_does_not_start_a_refusal_window(http):
+    http.add(responses.POST, LOGIN_URL, status=503)
+    stub_login(http, CURRENT)
+
+    with pytest.raises(TransientError):
+        make_client(CURRENT).login()
+    make_client(CURRENT).login()
+
+    assert len(http.calls) == 2

@@ -94,7 +94,9 @@ def test_celery_broker_url_switches_to_redis(tmp_path):
     values = loaded(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
 
     assert values["BROKER"] == "redis://127.0.0.1:6379/3"
-    assert values["TRANSPORT_OPTIONS"] == {"visibility_timeout": 3600}
+    assert values["TRANSPORT_OPTIONS"]["visibility_timeout"] == 3600
+    # A publish to a broker that stopped answering must not wait forever.
+    assert values["TRANSPORT_OPTIONS"]["socket_timeout"] == 10.0
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from apps.accounts.models import MailDomain
 from apps.audit.models import AuditEvent
+from apps.iredadmin.client import forget_login_refusals
+from apps.iredadmin.config import reset_thread_client
 from apps.iredadmin.emulator import LEGACY, Fault
 from apps.provisioning import services
 from apps.provisioning.execution import request_execute, requests_sweep
@@ -151,8 +153,6 @@ class TestSuccess:
         server.emulator.add_domain("example.com")
         settings.IREDADMIN = {**settings.IREDADMIN, "URL": server.url, "PASSWORD": ADMIN_PASSWORD,
                               "USERNAME": "postmaster@admin.example.net"}  # fmt: skip
-        from apps.iredadmin.config import reset_thread_client
-
         reset_thread_client()
         request = approved_mailbox(alice, bob)
 
@@ -198,21 +198,59 @@ class TestRefusals:
         assert request.result_code == "PW_SHORTER_THAN_MIN_LENGTH"
         assert "shorter than the server's minimum" in request.result_message
 
-    def test_bad_admin_credentials_fail_with_what_the_operator_must_fix(
+    def test_bad_admin_credentials_make_requests_wait_for_the_operator_without_a_login_storm(
         self, alice, bob, mail_server, settings, caplog
     ):
         settings.IREDADMIN = {**settings.IREDADMIN, "PASSWORD": "Not-The-Password-1!"}
-        request = approved_mailbox(alice, bob)
+        first, second = (
+            approved_mailbox(alice, bob),
+            approved_mailbox(alice, bob, "joe@example.com"),
+        )
 
         with caplog.at_level(logging.ERROR):
-            request_execute(request_id=request.pk)
+            request_execute(request_id=first.pk)
+            request_execute(request_id=second.pk)
 
-        request.refresh_from_db()
-        assert request.status == Status.FAILED
-        assert request.result_code == "INVALID_CREDENTIALS"
-        assert "IREDADMIN_PASSWORD" in request.result_message
+        for request in (first, second):
+            request.refresh_from_db()
+            assert (request.status, request.needs_operator) == (Status.QUEUED, True)
+            assert request.result_code == "INVALID_CREDENTIALS"
+            assert "IREDADMIN_PASSWORD" in request.result_message
+        # One refused login, not one per request: the second attempt did not try again.
+        assert mail_server.emulator.stats()["failed_logins"] == 1
         assert mail_server.emulator.accounts()["users"] == []
         assert "refused Maildesk's configuration" in caplog.text
+
+    def test_a_waiting_request_proceeds_once_the_operator_fixed_the_password(
+        self, alice, bob, mail_server, settings
+    ):
+        right = settings.IREDADMIN["PASSWORD"]
+        settings.IREDADMIN = {**settings.IREDADMIN, "PASSWORD": "Not-The-Password-1!"}
+        request = approved_mailbox(alice, bob)
+        request_execute(request_id=request.pk)
+
+        settings.IREDADMIN = {**settings.IREDADMIN, "PASSWORD": right}
+        reset_thread_client()
+        forget_login_refusals()  # the refusal window has passed
+        make_due(request)
+        request_execute(request_id=request.pk)
+
+        request.refresh_from_db()
+        assert (request.status, request.needs_operator) == (Status.SUCCEEDED, False)
+
+    def test_a_request_waiting_for_the_operator_fails_after_its_last_attempt(
+        self, alice, bob, mail_server, settings
+    ):
+        settings.MAILDESK_MAX_ATTEMPTS = 1
+        mail_server.emulator.configure(allowed_clients=["10.0.0.0/8"])
+        request = approved_mailbox(alice, bob)
+
+        request_execute(request_id=request.pk)
+
+        request.refresh_from_db()
+        assert (request.status, request.result_code) == (Status.FAILED, "NOT_AUTHORIZED")
+        assert "RESTful API clients" in request.result_message
+        assert request.needs_operator is True
 
     def test_a_password_sealed_with_a_removed_key_fails_without_calling(
         self, alice, bob, mail_server, settings

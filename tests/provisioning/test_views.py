@@ -1238,3 +1238,60 @@ def test_a_before_value_beyond_any_id_is_not_a_server_error(alice, pending):
 
     assert_no_server_error(response)
     assert response.status_code == 200
+
+
+# --- Trouble the people using the portal must see ---------------------------------------------
+
+
+def test_the_dashboard_says_when_requests_wait_for_an_operator(client, alice, bob):
+    from apps.provisioning.models import ProvisioningRequest as Request
+
+    waiting = services.request_submit(
+        requester=alice, kind="delete_mailbox", target="old@example.com", parameters={},
+        ticket="HD-9", reason="leaver",
+    )  # fmt: skip
+    Request.objects.filter(pk=waiting.pk).update(
+        status="queued",
+        needs_operator=True,
+        result_code="INVALID_CREDENTIALS",
+        result_message="The mail server refused Maildesk's admin login: check IREDADMIN_PASSWORD.",
+    )
+    client.force_login(alice)
+
+    page = client.get("/").content.decode()
+
+    assert "Maildesk cannot work with the mail server." in page
+    assert "check IREDADMIN_PASSWORD" in page
+    assert "1 approved request waits until it is fixed" in page
+
+
+def test_an_action_whose_audit_row_cannot_be_written_does_not_happen(client, alice, bob):
+    from django.db import connection
+
+    pending = services.request_submit(
+        requester=alice, kind="delete_mailbox", target="old@example.com", parameters={},
+        ticket="HD-9", reason="leaver",
+    )  # fmt: skip
+    client.force_login(bob)  # before the audit storage fails: a sign-in is audited too
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'audit storage down'; END; $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_auditevent "
+                "FOR EACH ROW EXECUTE FUNCTION audit_down()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_auditevent "
+                "BEGIN SELECT RAISE(ABORT, 'audit storage down'); END"
+            )
+
+    response = client.post(f"/requests/{pending.code}/approve/", follow=True)
+
+    assert response.status_code == 200
+    assert "could not write this to the audit log, so nothing was done" in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"

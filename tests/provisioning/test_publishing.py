@@ -1,0 +1,67 @@
+"""Publishing never holds the approver: a down or hanging broker costs at most the timeout."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from apps.provisioning.publishing import publish_execution
+from tests.conftest import use_broker
+
+
+@pytest.fixture
+def hanging_broker() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a Redis that stopped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+@pytest.fixture
+def refusing_broker() -> str:
+    """An address where nothing listens: a Redis that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize("broker", ["hanging_broker", "refusing_broker"])
+def test_a_broken_broker_costs_the_caller_at_most_the_publish_timeout(request, settings, broker):
+    settings.MAILDESK_PUBLISH_TIMEOUT = 0.5
+    use_broker(request.getfixturevalue(broker))
+    try:
+        started = time.monotonic()
+        delivered = publish_execution(42)
+        elapsed = time.monotonic() - started
+    finally:
+        use_broker("memory://")
+
+    assert delivered is False
+    assert elapsed < 1.5
+
+
+def test_a_working_broker_gets_the_message_at_once(published):
+    assert publish_execution(7) is True
+    assert [args for _, args, _ in published()] == [[7]]
