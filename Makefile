@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 MAILDESK_PORT ?= 8000
 export MAILDESK_PORT
 
-.PHONY: run test lint format bench smoke clean
+.PHONY: run test lint format bench chaos smoke clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Maildesk needs Python 3.11 or newer (set PYTHON=...)")'
@@ -45,6 +45,10 @@ format: $(VENV)/.dev-installed
 ## bench: the benchmarks (bounded; prints ratios measured side by side; see docs/performance.md)
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/emulator_bench.py
+
+## chaos: the fault-injection suite against the real pieces (needs PostgreSQL, redis-server)
+chaos: $(VENV)/.dev-installed
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 ## smoke: what a newcomer does: fresh clone, `make run`, log in
 smoke:

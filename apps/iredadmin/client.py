@@ -65,6 +65,9 @@ USER_FIELDS: dict[str, tuple[str, str]] = {
     "quota_mb": ("quota", "mailQuota"),
 }
 
+# The server's own trouble, named with a code (contract §6.1, misc internals): worth a retry.
+_SERVER_TROUBLE_CODES = frozenset({"ERROR_WHILE_QUERYING_DB"})
+
 # Login refusals and permission problems are for an operator to fix, never retried.
 _OPERATOR_CODES = frozenset(
     {
@@ -486,7 +489,7 @@ class IRedAdminClient:
             raise _SessionLost(code, may_have_taken_effect=may_have_taken_effect)
         if code in _OPERATOR_CODES:
             raise AuthenticationError(code)
-        if code and not _CODE.fullmatch(code):
+        if code in _SERVER_TROUBLE_CODES or (code and not _CODE.fullmatch(code)):
             # Not a refusal but a server-side exception (its repr, e.g. a database lock
             # timeout): worth another attempt, and the change may be half done.
             raise TransientError(code, describe(code), may_have_taken_effect=changes_state)

@@ -377,9 +377,13 @@ class Emulator:
             if fault.effect:
                 time.sleep(fault.delay)
             return reply
+        if fault.kind == "expire":
+            return self._serve(request, route, value, expire=True)
         session_id = None
         if fault.effect:
             session_id = self._serve(request, route, value, expire=expire).session_id
+        if fault.delay:
+            time.sleep(fault.delay)
         if fault.kind == "drop":
             return Reply(status=0, body=b"", drop=True)
         if fault.kind == "status":

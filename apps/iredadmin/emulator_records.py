@@ -14,7 +14,7 @@ from typing import Any
 
 from apps.iredadmin import validators
 
-FAULT_KINDS = ("status", "html", "non_json", "drop", "delay", "error")
+FAULT_KINDS = ("status", "html", "non_json", "drop", "delay", "error", "expire")
 SUPPORTED_HASH_SCHEMES = (
     "SSHA",
     "SSHA512",
@@ -59,12 +59,14 @@ class Fault:
 
     kinds: `status` (HTTP `status` with an HTML body), `html` (200 with an HTML login page),
     `non_json` (200 with a truncated JSON body), `drop` (close the connection, no answer),
-    `delay` (answer `delay` seconds late), `error` (a JSON failure with `_msg` = `message`).
+    `delay` (answer `delay` seconds late), `error` (a JSON failure with `_msg` = `message`),
+    `expire` (the caller's session ends, answered as `session_expiry_style` says).
     `times` is how many matching calls it affects (0: every one, until cleared).
     With `effect=True` the operation is performed first and the misbehaviour hides its
     outcome (an ambiguous answer); otherwise nothing is performed. A `delay` always performs
     the operation: before the wait with `effect=True`, after it otherwise, as a slow server
-    does even when the caller has given up.
+    does even when the caller has given up. Any other kind with a `delay` misbehaves that
+    many seconds late (a `drop` after a delay is a read timeout for a patient caller).
     """
 
     kind: str

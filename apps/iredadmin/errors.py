@@ -95,6 +95,7 @@ _SENTENCES: dict[str, str] = {
     ),
     "REDIRECTED": "The mail server answered with an unexpected redirect.",
     "TLS_CONNECTION_FAILED": "The TLS connection to the mail server broke off.",
+    "ERROR_WHILE_QUERYING_DB": "The mail server could not reach its own database.",
 }
 
 

@@ -400,12 +400,10 @@ def test_an_error_at_the_re_login_after_a_lost_answer_may_have_taken_effect(emul
 def test_an_error_on_the_repeat_after_a_lost_answer_may_have_taken_effect(emulator_server):
     emulator_server.emulator.add_domain("example.com")
     emulator_server.emulator.add_fault(Fault(kind="html", route="user", effect=True))
-    emulator_server.emulator.add_fault(
-        Fault(kind="error", route="user", message="ERROR_WHILE_QUERYING_DB")
-    )
+    emulator_server.emulator.add_fault(Fault(kind="error", route="user", message="NOT_ALLOWED"))
 
     with pytest.raises(RejectedError) as error:
         client_for(emulator_server).create_user("jane@example.com", password=MAILBOX_PASSWORD)
 
-    assert error.value.code == "ERROR_WHILE_QUERYING_DB"
+    assert error.value.code == "NOT_ALLOWED"
     assert error.value.may_have_taken_effect is True

@@ -1,0 +1,1 @@
+"""Fault injection: `make chaos` (python -m chaos). See docs/reliability.md."""
