@@ -274,6 +274,9 @@ MAILDESK_RETRY_MAX_SECONDS = env_float("MAILDESK_RETRY_MAX_SECONDS", 300.0, mini
 MAILDESK_LEASE_SECONDS = env_int(
     "MAILDESK_LEASE_SECONDS", int(IREDADMIN["TIMEOUT"] * 9 + 30), minimum=10
 )
+# A request held by a problem only an operator can fix (credentials, IP allow-list) waits this
+# long, trying again about once per IREDADMIN_LOGIN_RETRY_SECONDS, before it fails.
+MAILDESK_OPERATOR_WAIT_SECONDS = env_int("MAILDESK_OPERATOR_WAIT_SECONDS", 3600, minimum=0)
 # A publish to the broker is waited for this long at most; past it the sweeper takes over.
 MAILDESK_PUBLISH_TIMEOUT = env_float("MAILDESK_PUBLISH_TIMEOUT", 1.0, minimum=0.1)
 # The sweeper runs this often and re-publishes requests queued for longer than the grace time.

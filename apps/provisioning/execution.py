@@ -159,57 +159,55 @@ def _claim(request_id: int) -> ProvisioningRequest | None:
 def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
     now = timezone.now()
     attempts_in_run = request.attempts - request.attempts_before_run
-    retry = result.retry and attempts_in_run < settings.MAILDESK_MAX_ATTEMPTS
+    decision = _decide(request, result, now, attempts_in_run)
     with transaction.atomic():
         # Fenced: only the attempt that still holds the request may record its outcome.
         mine = ProvisioningRequest.objects.filter(
             pk=request.pk, status=Status.RUNNING, attempts=request.attempts
         )
+        common = {
+            "lease_expires_at": None,
+            "needs_operator": result.needs_operator,
+            "operator_wait_since": decision.operator_wait_since,
+            "outcome_uncertain": (request.outcome_uncertain or result.may_have_taken_effect)
+            and not result.succeeded,
+            "updated_at": now,
+        }
         if result.succeeded:
             recorded = mine.update(
+                **common,
                 status=Status.SUCCEEDED,
                 finished_at=now,
-                lease_expires_at=None,
                 sealed_password="",
-                outcome_uncertain=False,
-                needs_operator=False,
                 result_code="",
                 result_message=result.message,
-                updated_at=now,
             )
             if recorded:
                 _apply_to_portal(request)
             action, outcome = "api.succeeded", Outcome.SUCCESS
-        elif retry:
-            delay = _backoff(attempts_in_run)
+        elif decision.retry_in is not None:
+            delay = decision.retry_in
             recorded = mine.update(
+                **common,
                 status=Status.QUEUED,
                 queued_at=now,
                 not_before=now + timedelta(seconds=delay),
-                lease_expires_at=None,
-                outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
-                needs_operator=result.needs_operator,
+                # Waiting for an operator does not use up the request's tries.
+                attempts_before_run=F("attempts_before_run") + int(result.needs_operator),
                 result_code=result.code[:200],
                 result_message=result.message,
-                updated_at=now,
             )
             if recorded:
                 transaction.on_commit(lambda: publish_execution(request.pk, countdown=delay))
             action, outcome = "api.retry_scheduled", Outcome.FAILURE
         else:
-            message = result.message
-            if result.retry:
-                message = f"Gave up after {attempts_in_run} attempts. {message}"
             recorded = mine.update(
+                **common,
                 status=Status.FAILED,
                 finished_at=now,
-                lease_expires_at=None,
                 sealed_password="",
-                outcome_uncertain=request.outcome_uncertain or result.may_have_taken_effect,
-                needs_operator=result.needs_operator,
                 result_code=result.code[:200],
-                result_message=message,
-                updated_at=now,
+                result_message=decision.message,
             )
             action, outcome = "api.failed", Outcome.FAILURE
         details: dict[str, Any] = {"attempt": request.attempts}
@@ -217,8 +215,8 @@ def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
             details["reconciled"] = True
         if result.message:
             details["explanation"] = result.message
-        if retry:
-            details["retry_in_seconds"] = round(delay, 1)
+        if decision.retry_in is not None:
+            details["retry_in_seconds"] = round(decision.retry_in, 1)
         if not recorded:
             # Another worker took the request over (our lease expired); keep what we learnt.
             action = "api.result_discarded"
@@ -230,6 +228,37 @@ def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
             message=result.code,
             details=details,
         )
+
+
+@dataclass(frozen=True)
+class _Decision:
+    retry_in: float | None  # seconds until the next attempt; None: no next attempt
+    message: str  # what a failure says
+    operator_wait_since: Any  # datetime | None
+
+
+def _decide(
+    request: ProvisioningRequest, result: AttemptResult, now: Any, attempts_in_run: int
+) -> _Decision:
+    """Whether and when to try again after this attempt."""
+    if result.needs_operator:
+        since = request.operator_wait_since or now
+        waited = (now - since).total_seconds()
+        if waited < settings.MAILDESK_OPERATOR_WAIT_SECONDS:
+            # About once per refused-login window: each attempt then really tries to log in.
+            retry_in = settings.IREDADMIN["LOGIN_RETRY_SECONDS"] + _backoff(1)
+            return _Decision(retry_in, result.message, since)
+        return _Decision(
+            None,
+            f"Gave up after waiting {waited / 60:.0f} min for an operator. {result.message}",
+            since,
+        )
+    if result.retry and attempts_in_run < settings.MAILDESK_MAX_ATTEMPTS:
+        return _Decision(_backoff(attempts_in_run), result.message, None)
+    message = result.message
+    if result.retry:
+        message = f"Gave up after {attempts_in_run} attempts. {message}"
+    return _Decision(None, message, None)
 
 
 def _backoff(attempt_in_run: int) -> float:

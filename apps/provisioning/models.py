@@ -82,6 +82,8 @@ class ProvisioningRequest(TimeStampedModel):
     # The last attempt met a configuration problem only an operator can fix (credentials, IP
     # allow-list, TLS trust): the request waits, and the dashboard says what is wrong.
     needs_operator = models.BooleanField(default=False)
+    # When the current wait for an operator began (MAILDESK_OPERATOR_WAIT_SECONDS bounds it).
+    operator_wait_since = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The server's answer verbatim (e.g. ALREADY_EXISTS) and the same in plain words.
     result_code = models.CharField(max_length=200, blank=True)

@@ -238,10 +238,31 @@ class TestRefusals:
         request.refresh_from_db()
         assert (request.status, request.needs_operator) == (Status.SUCCEEDED, False)
 
-    def test_a_request_waiting_for_the_operator_fails_after_its_last_attempt(
+    def test_waiting_for_the_operator_does_not_use_up_the_attempts(
         self, alice, bob, mail_server, settings
     ):
         settings.MAILDESK_MAX_ATTEMPTS = 1
+        mail_server.emulator.configure(allowed_clients=["10.0.0.0/8"])
+        request = approved_mailbox(alice, bob)
+
+        for _ in range(3):
+            request_execute(request_id=request.pk)
+            forget_login_refusals()
+            make_due(request)
+
+        request.refresh_from_db()
+        assert (request.status, request.needs_operator) == (Status.QUEUED, True)
+        assert request.attempts == 3
+        waited = AuditEvent.objects.get(
+            request_code=request.code, action="api.retry_scheduled", details__attempt=1
+        )
+        # Retried about once per refused-login window, so each attempt really tries a login.
+        assert waited.details["retry_in_seconds"] >= settings.IREDADMIN["LOGIN_RETRY_SECONDS"]
+
+    def test_a_request_fails_once_the_operator_wait_is_over(
+        self, alice, bob, mail_server, settings
+    ):
+        settings.MAILDESK_OPERATOR_WAIT_SECONDS = 0
         mail_server.emulator.configure(allowed_clients=["10.0.0.0/8"])
         request = approved_mailbox(alice, bob)
 
@@ -249,6 +270,7 @@ class TestRefusals:
 
         request.refresh_from_db()
         assert (request.status, request.result_code) == (Status.FAILED, "NOT_AUTHORIZED")
+        assert request.result_message.startswith("Gave up after waiting 0 min for an operator.")
         assert "RESTful API clients" in request.result_message
         assert request.needs_operator is True
 
