@@ -13,6 +13,9 @@ class EventFilterForm(forms.Form):
     actor = forms.CharField(max_length=150, required=False, help_text="A username, or worker.")
     target = forms.CharField(label="Domain or address", max_length=320, required=False)
     ticket = forms.CharField(max_length=64, required=False)
+    request = forms.CharField(
+        label="Request", max_length=16, required=False, help_text="e.g. REQ-7K2M9QXH"
+    )
     action = forms.CharField(max_length=64, required=False, help_text="e.g. request.approved")
     outcome = forms.ChoiceField(
         choices=[("", "Any outcome"), *AuditEvent.Outcome.choices], required=False
@@ -38,6 +41,8 @@ class EventFilterForm(forms.Form):
             events = events.filter(target=target) if "@" in target else events.filter(domain=target)
         if data["ticket"]:
             events = events.filter(ticket=data["ticket"].strip())
+        if data["request"]:
+            events = events.filter(request_code=data["request"].strip().upper())
         if data["action"]:
             events = events.filter(action=data["action"].strip())
         if data["outcome"]:

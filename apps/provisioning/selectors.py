@@ -5,12 +5,7 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from apps.accounts.models import Delegation
-from apps.accounts.selectors import (
-    domain_names_for,
-    holds_role,
-    is_auditor,
-    may_approve_new_domain,
-)
+from apps.accounts.selectors import domain_names_for, holds_role, may_approve_new_domain
 from apps.provisioning.models import ProvisioningRequest
 
 Kind = ProvisioningRequest.Kind
@@ -19,9 +14,11 @@ Status = ProvisioningRequest.Status
 
 def requests_visible_to(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
     """Requests the user may read: their own, those of domains they hold a role in, and new
-    domains if they approve those. Auditors and portal admins read everything."""
+    domains if they approve those. Portal admins read everything. Auditors read the whole audit
+    log (every event of every request, see apps.audit), not the request pages: those belong to
+    the people working the requests."""
     requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
-    if user.is_superuser or is_auditor(user):
+    if user.is_superuser:
         return requests
     return requests.filter(
         Q(requested_by=user) | Q(domain__in=domain_names_for(user)) | _new_domains_scope(user)
