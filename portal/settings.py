@@ -6,6 +6,7 @@ broker under `var/`, and the bundled iRedAdmin-Pro emulator on 127.0.0.1:8091.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "bootstrap",
     "django_htmx",
+    "axes",
     "apps.core",
     "apps.accounts",
     "apps.iredadmin",
@@ -90,6 +92,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After messages (it says why a session ended) and htmx (polling is not activity).
+    "apps.accounts.middleware.SessionLimitsMiddleware",
+    # Last, as django-axes requires: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -139,10 +145,35 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "core:dashboard"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    # Refuses sign-ins for a username and address locked out by failed attempts.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
+# Sessions end after this long without activity, and this long after sign-in in any case
+# (apps.accounts.middleware). Status polling of an open page does not count as activity.
+MAILDESK_SESSION_IDLE_SECONDS = env_int("MAILDESK_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+MAILDESK_SESSION_ABSOLUTE_SECONDS = env_int(
+    "MAILDESK_SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=60
+)
+SESSION_COOKIE_AGE = MAILDESK_SESSION_ABSOLUTE_SECONDS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Failed sign-ins are throttled per username and address together: an attacker elsewhere can
+# not lock a person out, and a lockout lifts by itself after the cool-off.
+AXES_FAILURE_LIMIT = env_int("MAILDESK_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MAILDESK_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "apps.core.http.client_ip"
+AXES_VERBOSE = False
+# Reverse proxies in front of the portal whose X-Forwarded-For is trusted (0: none).
+MAILDESK_PROXY_COUNT = env_int("MAILDESK_PROXY_COUNT", 0, minimum=0)
 
 # --- Internationalisation ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,12 +1,15 @@
 """Logins and failed logins into the audit log, from Django's auth signals."""
 
+import time
 from typing import Any
 
+from axes.signals import user_locked_out
 from django.contrib.auth import user_logged_in, user_logged_out, user_login_failed
 from django.contrib.auth.models import AbstractBaseUser
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from apps.accounts.middleware import SEEN, STARTED
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.core.http import client_ip
@@ -14,6 +17,9 @@ from apps.core.http import client_ip
 
 @receiver(user_logged_in)
 def record_login(sender: Any, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> None:
+    # The session limits (apps.accounts.middleware) count from here.
+    now = time.time()
+    request.session[STARTED] = request.session[SEEN] = now
     audit_record(
         action="auth.login", actor=user, ip=client_ip(request), outcome=AuditEvent.Outcome.SUCCESS
     )
@@ -39,4 +45,18 @@ def record_failed_login(
         ip=client_ip(request) if request is not None else None,
         outcome=AuditEvent.Outcome.FAILURE,
         details={"username": username},
+    )
+
+
+@receiver(user_locked_out)
+def record_lockout(
+    sender: Any, request: HttpRequest | None, username: str | None, ip_address: str | None,
+    **kwargs: Any,
+) -> None:  # fmt: skip
+    audit_record(
+        action="auth.locked_out",
+        actor_label=(username or "(no username)")[:150],
+        ip=ip_address,
+        outcome=AuditEvent.Outcome.REFUSED,
+        details={"username": (username or "")[:150]},
     )

@@ -1,6 +1,19 @@
+from django.conf import settings
 from django.http import HttpRequest
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from, as the server saw it (for the audit log)."""
+    """The address the request came from, for the audit log and the sign-in throttle.
+
+    Behind MAILDESK_PROXY_COUNT trusted reverse proxies, the address the outermost of them saw
+    (X-Forwarded-For, counted from the right: entries further left are the client's to forge).
+    """
+    proxies = settings.MAILDESK_PROXY_COUNT
+    if proxies:
+        forwarded = [
+            part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        ]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or None

@@ -1,0 +1,156 @@
+"""Sign-in: throttled per username and address, sessions that end, and audited failures."""
+
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+
+from apps.accounts.middleware import SEEN, STARTED
+from apps.audit.models import AuditEvent
+from tests.conftest import USER_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/accounts/login/"
+
+
+def sign_in(client: Client, username: str, password: str, ip: str = "192.0.2.10"):
+    return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+class TestThrottling:
+    def test_five_wrong_passwords_lock_that_username_at_that_address(self, client, alice, settings):
+        for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+            assert sign_in(client, "alice", "wrong").status_code == 200
+        assert sign_in(client, "alice", "wrong").status_code == 429  # the fifth locks
+
+        locked = sign_in(client, "alice", USER_PASSWORD)
+
+        assert locked.status_code == 429
+        assert "Too many failed sign-ins" in locked.content.decode()
+        assert "_auth_user_id" not in client.session
+        # The five wrong passwords, and the right one refused during the lockout.
+        assert AuditEvent.objects.filter(action="auth.login_failed").count() == 6
+        assert AuditEvent.objects.filter(action="auth.locked_out", actor_label="alice").exists()
+
+    def test_an_attacker_elsewhere_cannot_lock_a_person_out(self, client, alice, settings):
+        for _ in range(settings.AXES_FAILURE_LIMIT):
+            sign_in(client, "alice", "wrong", ip="203.0.113.66")
+
+        answer = sign_in(Client(), "alice", USER_PASSWORD, ip="192.0.2.10")
+
+        assert answer.status_code == 302
+
+    def test_the_lockout_lifts_after_the_cool_off(self, client, alice, settings):
+        for _ in range(settings.AXES_FAILURE_LIMIT):
+            sign_in(client, "alice", "wrong")
+        # The cool-off has passed (the attempts are older than it).
+        AccessAttempt.objects.update(
+            attempt_time=AccessAttempt.objects.first().attempt_time
+            - settings.AXES_COOLOFF_TIME
+            - timedelta(seconds=1)
+        )
+
+        assert sign_in(client, "alice", USER_PASSWORD).status_code == 302
+
+    def test_a_failed_sign_in_is_audited_without_the_password(self, client, alice):
+        sign_in(client, "alice", "My-Guess-Pa55!")
+
+        failed = AuditEvent.objects.get(action="auth.login_failed")
+        assert (failed.actor_label, failed.actor_ip) == ("alice", "192.0.2.10")
+        assert "My-Guess-Pa55!" not in f"{failed.message} {failed.details}"
+
+
+class TestSessions:
+    def test_the_session_id_changes_at_sign_in(self, client, alice):
+        client.get(LOGIN)
+        client.session.save()
+        before = client.session.session_key
+
+        sign_in(client, "alice", USER_PASSWORD)
+
+        assert client.session.session_key != before
+        assert "_auth_user_id" in client.session
+
+    def test_a_session_ends_after_the_idle_timeout(self, client, alice, settings):
+        sign_in(client, "alice", USER_PASSWORD)
+        key = client.session.session_key
+        session = client.session
+        session[SEEN] -= settings.MAILDESK_SESSION_IDLE_SECONDS + 1
+        session.save()
+
+        answer = client.get("/")
+
+        assert answer.status_code == 302
+        assert answer["Location"].startswith(reverse("login"))
+        assert not Session.objects.filter(session_key=key).exists()
+        assert AuditEvent.objects.filter(action="auth.session_expired", actor=alice).exists()
+
+    def test_a_session_ends_after_the_absolute_timeout_even_when_active(
+        self, client, alice, settings
+    ):
+        sign_in(client, "alice", USER_PASSWORD)
+        session = client.session
+        session[STARTED] -= settings.MAILDESK_SESSION_ABSOLUTE_SECONDS + 1
+        session.save()
+
+        assert client.get("/").status_code == 302
+
+    def test_status_polling_does_not_keep_an_idle_session_alive(self, client, alice, settings):
+        from apps.provisioning import services
+
+        request = services.request_submit(
+            requester=alice, kind="delete_mailbox", target="old@example.com", parameters={},
+            ticket="HD-1", reason="leaver",
+        )  # fmt: skip
+        sign_in(client, "alice", USER_PASSWORD)
+        session = client.session
+        seen = session[SEEN] - settings.MAILDESK_SESSION_IDLE_SECONDS + 5
+        session[SEEN] = seen
+        session.save()
+
+        client.get(f"/requests/{request.code}/status/", HTTP_HX_REQUEST="true")
+
+        assert client.session[SEEN] == seen
+
+    def test_an_expired_session_tells_htmx_to_go_to_the_sign_in_page(self, client, alice, settings):
+        sign_in(client, "alice", USER_PASSWORD)
+        session = client.session
+        session[SEEN] -= settings.MAILDESK_SESSION_IDLE_SECONDS + 1
+        session.save()
+
+        answer = client.get("/requests/", HTTP_HX_REQUEST="true")
+
+        assert answer["HX-Redirect"].startswith(reverse("login"))
+
+    def test_sign_out_ends_the_session_on_the_server(self, client, alice):
+        sign_in(client, "alice", USER_PASSWORD)
+        key = client.session.session_key
+
+        client.post(reverse("logout"))
+
+        assert not Session.objects.filter(session_key=key).exists()
+
+    def test_disabling_a_user_ends_their_sessions(self, client, alice):
+        sign_in(client, "alice", USER_PASSWORD)
+        key = client.session.session_key
+        get_user_model().objects.filter(pk=alice.pk).update(is_active=False)
+
+        answer = client.get("/")
+
+        assert answer.status_code == 302
+        assert not Session.objects.filter(session_key=key).exists()
+
+    def test_session_and_csrf_cookies_are_http_only_and_same_site(self, client, alice):
+        client.get(LOGIN)
+        answer = sign_in(client, "alice", USER_PASSWORD)
+
+        session_cookie = answer.cookies["sessionid"]
+        assert session_cookie["httponly"]
+        assert session_cookie["samesite"] == "Lax"
+        csrf_cookie = client.cookies["csrftoken"]
+        assert csrf_cookie["httponly"]
