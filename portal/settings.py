@@ -321,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# Keys the audit log's hash chain (apps.audit.chain). Keep it outside the database, and keep it
+# when DJANGO_SECRET_KEY changes: without it the existing chain cannot be verified.
+MAILDESK_AUDIT_KEY = env_secret("MAILDESK_AUDIT_KEY")
+
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

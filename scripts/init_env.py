@@ -22,6 +22,8 @@ def _generated() -> dict[str, str]:
         "MAILDESK_DEMO_PASSWORD": "demo-" + secrets.token_urlsafe(9),
         # Seals new mailbox passwords until the worker uses them (a Fernet key).
         "MAILDESK_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        # Keys the audit log's hash chain (manage.py verify_audit).
+        "MAILDESK_AUDIT_KEY": secrets.token_urlsafe(32),
     }
 
 

@@ -33,6 +33,7 @@ def test_it_writes_random_secrets_readable_only_by_the_owner(init_env):
         "IREDADMIN_PASSWORD",
         "MAILDESK_DEMO_PASSWORD",
         "MAILDESK_ENCRYPTION_KEYS",
+        "MAILDESK_AUDIT_KEY",
     }
     assert len(values["DJANGO_SECRET_KEY"]) >= 50
     assert len(values["MAILDESK_DEMO_PASSWORD"]) >= 12

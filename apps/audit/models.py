@@ -51,6 +51,9 @@ class AuditEvent(models.Model):
     message = models.TextField(blank=True)
     correlation_id = models.UUIDField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # The hash chain (apps.audit.chain): the previous row's seal, and this row's.
+    previous_seal = models.CharField(max_length=64, editable=False)
+    seal = models.CharField(max_length=64, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 

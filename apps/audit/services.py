@@ -1,11 +1,14 @@
 """Writing audit events. Callers run these inside the transaction of the change they record."""
 
+import ipaddress
 import re
 import uuid
 from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
+from apps.audit import chain
 from apps.audit.models import AuditEvent
 
 WORKER = "worker"
@@ -47,10 +50,10 @@ def audit_record(
     """Append one event. Never pass a password or a cookie in `message` or `details`."""
     if actor_label is None:
         actor_label = actor.get_username() if actor is not None else WORKER
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         actor=actor,
         actor_label=actor_label,
-        actor_ip=ip or None,
+        actor_ip=_normalised_ip(ip),
         action=action,
         outcome=outcome,
         target=request.target if request is not None else target,
@@ -61,3 +64,22 @@ def audit_record(
         message=sanitise_message(message),
         details=details or {},
     )
+    # Chained last in the caller's transaction: the chain lock is held only until its commit.
+    with transaction.atomic():
+        event.previous_seal = chain.lock_and_read_head()
+        event.seal = chain.seal(
+            event.previous_seal,
+            {name: getattr(event, name) for name in chain.SEALED_FIELDS},
+        )
+        event.save(force_insert=True)
+    return event
+
+
+def _normalised_ip(ip: str | None) -> str | None:
+    """The address as the database gives it back (PostgreSQL's inet compresses IPv6)."""
+    if not ip:
+        return None
+    try:
+        return ipaddress.ip_address(ip).compressed
+    except ValueError:
+        return None

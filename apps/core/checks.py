@@ -42,6 +42,16 @@ def check_iredadmin_connection(app_configs: Any, **kwargs: Any) -> list[CheckMes
                 id="maildesk.W003",
             )
         )
+    if not settings.MAILDESK_AUDIT_KEY:
+        problems.append(
+            Warning(
+                "MAILDESK_AUDIT_KEY is not set: the audit log's hash chain is keyed by a key "
+                "derived from DJANGO_SECRET_KEY, and changing that key makes the existing chain "
+                "unverifiable.",
+                hint="Set MAILDESK_AUDIT_KEY (or MAILDESK_AUDIT_KEY_FILE) to a random secret.",
+                id="maildesk.W005",
+            )
+        )
     if not config["VERIFY_TLS"] and not config["CA_BUNDLE"]:
         problems.append(
             Warning(

@@ -179,6 +179,7 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": GOOD_SECRET,
     "DJANGO_ALLOWED_HOSTS": "portal.example.net",
     "MAILDESK_ENCRYPTION_KEYS": "Jb6nHhdiKwS6cIq2l5sX5s0XvC5yW3mU1e7m6fQJg4s=",
+    "MAILDESK_AUDIT_KEY": "a-random-secret-kept-outside-the-database",
 }
 
 
@@ -211,11 +212,11 @@ def test_the_deploy_check_passes_for_a_production_configuration(tmp_path):
 
 
 def test_the_deploy_check_names_every_development_default_left_in_production(tmp_path):
-    result = deploy_check(tmp_path, IREDADMIN_VERIFY_TLS="false")
+    result = deploy_check(tmp_path, IREDADMIN_VERIFY_TLS="false", MAILDESK_AUDIT_KEY="")
 
     assert result.returncode != 0
-    for warning in ("maildesk.W001", "maildesk.W002", "maildesk.W003", "maildesk.W004"):
-        assert warning in result.stderr
+    for warning in ("W001", "W002", "W003", "W004", "W005"):
+        assert f"maildesk.{warning}" in result.stderr
 
 
 def test_the_settings_name_a_wrong_value(tmp_path):

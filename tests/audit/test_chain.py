@@ -1,0 +1,140 @@
+"""The audit log's hash chain: `verify_audit` finds a changed, deleted or inserted row."""
+
+import threading
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from apps.audit import chain
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+def verify() -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("verify_audit", stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return int(exit_.code), out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+def tamper(*statements: tuple[str, list]) -> None:
+    """Change rows behind the model's back, as someone with database access would."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+        for sql, params in statements:
+            cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
+
+
+@pytest.fixture
+def events(alice):
+    written = [
+        audit_record(action="request.submitted", actor=alice, ip="2001:DB8::1", target=f"u{i}@x.io",
+                     message=f"event {i}", details={"n": i, "nested": {"b": 1, "a": [1.5]}})
+        for i in range(5)
+    ]  # fmt: skip
+    return written
+
+
+def test_an_untouched_log_is_intact(events):
+    status, out, _ = verify()
+
+    assert status == 0
+    assert "intact: 5 row(s)" in out
+    assert events[-1].seal in out
+
+
+def test_each_row_links_to_the_one_before(events):
+    assert events[0].previous_seal == chain.GENESIS
+    assert [e.previous_seal for e in events[1:]] == [e.seal for e in events[:-1]]
+
+
+def test_a_changed_row_is_named(events):
+    tamper(("UPDATE audit_auditevent SET message = %s WHERE id = %s", ["nothing", events[2].pk]))
+
+    status, _, err = verify()
+
+    assert status == 1
+    assert f"row {events[2].pk} " in err
+    assert "was changed" in err
+
+
+def test_a_deleted_row_is_found_at_the_row_after_it(events):
+    tamper(("DELETE FROM audit_auditevent WHERE id = %s", [events[1].pk]))
+
+    status, _, err = verify()
+
+    assert status == 1
+    assert f"row {events[2].pk} " in err
+    assert f"does not follow row {events[0].pk}" in err
+
+
+def test_a_row_inserted_without_the_key_is_found(events, settings):
+    forged = AuditEvent(action="request.approved", actor_label="mallory", details={})
+    content = {name: getattr(forged, name) for name in chain.SEALED_FIELDS}
+    settings.MAILDESK_AUDIT_KEY = "not-the-real-key"
+    forged.previous_seal, forged.seal = events[-1].seal, chain.seal(events[-1].seal, content)
+    settings.MAILDESK_AUDIT_KEY = ""
+    forged.save()
+    audit_record(action="request.cancelled", actor_label="alice")  # life goes on after it
+
+    status, _, err = verify()
+
+    assert status == 1
+    assert f"row {forged.pk} " in err
+    assert "was changed" in err
+
+
+def test_a_row_slipped_in_between_is_found(events):
+    # A copy of a genuine row, moved between two others: its seal is genuine, its place is not.
+    tamper(
+        (
+            "INSERT INTO audit_auditevent (occurred_at, actor_label, action, outcome, target, "
+            "domain, request_code, ticket, message, details, previous_seal, seal) "
+            "SELECT occurred_at, actor_label, action, outcome, target, domain, request_code, "
+            "ticket, message, details, previous_seal, seal FROM audit_auditevent WHERE id = %s",
+            [events[3].pk],
+        ),
+    )
+    audit_record(action="request.cancelled", actor_label="alice")
+
+    status, _, err = verify()
+
+    assert status == 1
+    assert "does not follow" in err or "was changed" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_in_parallel_keep_one_chain():
+    if connection.vendor != "postgresql":
+        pytest.skip("parallel writers need PostgreSQL (CI runs it); SQLite writes one at a time")
+    errors: list[BaseException] = []
+
+    def write(number: int) -> None:
+        try:
+            for index in range(20):
+                audit_record(action="test.parallel", actor_label=f"t{number}-{index}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    status, out, err = verify()
+    assert errors == []
+    assert status == 0, err
+    assert "intact: 160 row(s)" in out
