@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "bootstrap",
     "django_htmx",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.core",
     "apps.accounts",
     "apps.iredadmin",
@@ -90,11 +92,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # After messages (it says why a session ended) and htmx (polling is not activity).
     "apps.accounts.middleware.SessionLimitsMiddleware",
+    "apps.accounts.two_factor.SecondFactorMiddleware",
     # Last, as django-axes requires: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -163,6 +167,10 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
+
+# Approvers and portal admins confirm sign-in with a TOTP code (apps.accounts.two_factor).
+MAILDESK_REQUIRE_2FA = env_bool("MAILDESK_REQUIRE_2FA", not DEBUG)
+OTP_TOTP_ISSUER = "Maildesk"
 
 # Failed sign-ins are throttled per username and address together: an attacker elsewhere can
 # not lock a person out, and a lockout lifts by itself after the cool-off.

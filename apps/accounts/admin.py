@@ -1,6 +1,34 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import Delegation, MailDomain
+from apps.accounts.services import second_factor_reset
+from apps.core.http import client_ip
+
+# The devices' keys stay out of the admin: a reset (below) is all an admin needs.
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffAdmin(UserAdmin):
+    actions = ["reset_two_factor"]
+
+    @admin.action(description="Reset two-factor authentication (they set it up again)")
+    def reset_two_factor(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            second_factor_reset(user=user, actor=request.user, ip=client_ip(request))
+        messages.success(
+            request,
+            f"Two-factor authentication reset for {queryset.count()} person(s); they set it up "
+            "again at their next sign-in.",
+        )
 
 
 class DelegationInline(admin.TabularInline):

@@ -1,0 +1,62 @@
+"""Two-factor authentication (TOTP): who needs it, and the check on every request.
+
+Approvers and portal admins need a second factor when MAILDESK_REQUIRE_2FA is on (the default
+in production); anyone who enrolled a device uses it. Until verified in this session, such a
+person reaches only the two-factor page and sign-out.
+"""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django_otp import user_has_device
+
+from apps.accounts.models import Delegation
+from apps.accounts.selectors import may_approve_new_domain
+
+
+def second_factor_required(user: AbstractBaseUser) -> bool:
+    if user_has_device(user):
+        return True
+    if not settings.MAILDESK_REQUIRE_2FA:
+        return False
+    return (
+        user.is_staff
+        or may_approve_new_domain(user)  # superusers included
+        or Delegation.objects.filter(user=user, role=Delegation.Role.APPROVER).exists()
+    )
+
+
+class SecondFactorMiddleware:
+    """After django-otp's OTPMiddleware, which tells whether this session is verified."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if (
+            user.is_authenticated
+            and not user.is_verified()
+            and not request.path.startswith(_exempt_paths())
+            and second_factor_required(user)
+        ):
+            target = f"{reverse('accounts:two_factor')}?next={request.path}"
+            if getattr(request, "htmx", False):
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = target
+                return response
+            return redirect(target)
+        return self.get_response(request)
+
+
+def _exempt_paths() -> tuple[str, ...]:
+    return (
+        reverse("accounts:two_factor"),
+        reverse("logout"),
+        settings.STATIC_URL,
+        reverse("core:healthz"),
+    )
