@@ -560,7 +560,7 @@ def approve_in_own_connection(request_id: int, approver: Any, start: threading.B
 @pytest.mark.django_db(transaction=True)
 def test_parallel_approvals_of_one_request_give_exactly_one_approval(alice, example_com, published):
     pending = submit_mailbox(alice)
-    approvers = [make_user(f"approver{i}", domains={example_com: [APPROVER]}) for i in range(10)]
+    approvers = [make_user(f"approver{i}", domains={example_com: [APPROVER]}) for i in range(20)]
     start = threading.Barrier(len(approvers))
     outcomes: dict[str, str] = {}
 
