@@ -37,6 +37,15 @@ class TestThrottling:
         assert AuditEvent.objects.filter(action="auth.login_failed").count() == 6
         assert AuditEvent.objects.filter(action="auth.locked_out", actor_label="alice").exists()
 
+    @pytest.mark.parametrize("login_url", [LOGIN, "/admin/login/"])
+    def test_an_over_long_username_is_refused_with_a_message(self, client, login_url):
+        # PostgreSQL would refuse to store it in the throttle's table: a server error.
+        response = client.post(login_url, {"username": "a" * 300, "password": "x"})
+
+        assert response.status_code == 200
+        assert "A username has at most 150 characters." in response.content.decode()
+        assert not AccessAttempt.objects.exists()
+
     def test_an_attacker_elsewhere_cannot_lock_a_person_out(self, client, alice, settings):
         for _ in range(settings.AXES_FAILURE_LIMIT):
             sign_in(client, "alice", "wrong", ip="203.0.113.66")
