@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
+
 
 class EventFilterForm(forms.Form):
     """Filters of the audit log. Each uses an index, so that every page stays cheap."""
@@ -23,6 +25,19 @@ class EventFilterForm(forms.Form):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def _in_range(self, field: str) -> date | None:
+        day = self.cleaned_data.get(field)
+        # The calendar's edges would overflow once shifted to UTC.
+        if day is not None and not EARLIEST <= day <= LATEST:
+            raise forms.ValidationError(f"Enter a date between {EARLIEST} and {LATEST}.")
+        return day
+
+    def clean_since(self) -> date | None:
+        return self._in_range("since")
+
+    def clean_until(self) -> date | None:
+        return self._in_range("until")
 
     def clean(self) -> dict:
         data = super().clean()

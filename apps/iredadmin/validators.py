@@ -182,6 +182,14 @@ def validate_new_mailbox_address(value: str) -> str:
     local, at, domain = value.strip().rpartition("@")
     if not at or not local:
         raise ValidationError("Enter a full address such as jane@example.com.", code="INVALID_MAIL")
+    if not local.isascii():
+        # Checked before lower-casing: some letters (the Kelvin sign) would turn into ASCII
+        # ones, and the request would act on another mailbox than the one typed.
+        raise ValidationError(
+            "The part before @ may contain letters, digits and . _ - # & = only (no accents "
+            "or other alphabets).",
+            code="INVALID_MAIL",
+        )
     local = local.lower()
     if "+" in local or "/" in local:
         raise ValidationError(
