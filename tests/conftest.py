@@ -6,12 +6,19 @@ MAILDESK_REQUIRE_SERVICES=1 (CI), so CI can never pass by skipping them.
 """
 
 import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 from celery import current_app
+from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
@@ -105,18 +112,28 @@ def any_dialect_server(request, make_emulator) -> EmulatorServer:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker) -> None:
+def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
     """Transactional tests end by emptying every table with TRUNCATE (Django's flush), which
     the audit log's TRUNCATE guard on PostgreSQL refuses. The test database lets TRUNCATE
     through; the row-level guards (no UPDATE, no DELETE) stay on, and a test proves the
     TRUNCATE guard itself (tests/audit/test_append_only.py)."""
-    with django_db_blocker.unblock():
-        from django.db import connection
+    from django.db import connection
 
+    with django_db_blocker.unblock():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(
                     "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_no_truncate"
+                )
+    yield
+    # The live server's threads (session-scoped, stopped after this) may still hold a
+    # connection, and a test database in use cannot be dropped.
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
 
 
@@ -259,3 +276,105 @@ def mail_server(settings, make_emulator) -> Iterator[EmulatorServer]:
     reset_thread_client()
     yield server
     reset_thread_client()
+
+
+# --- A real worker process on Redis and the shared PostgreSQL test database ------------------
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def shared_database_url(postgres_url) -> str:
+    """The test database, as a URL another process can open (needs transactional tests)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        _service_unavailable(
+            "the worker process must share the test database: run the suite with "
+            "DATABASE_URL=postgres://... (CI does)"
+        )
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker(shared_database_url, redis_url, mail_server, settings, tmp_path):
+    """Publishing goes to Redis (a queue of this test's own) from now on; calling the returned
+    function starts `celery -A portal worker` as the Procfile runs it, and returns its log."""
+    queue = f"maildesk-test-{uuid.uuid4().hex[:10]}"
+    key = Fernet.generate_key().decode()
+    settings.MAILDESK_ENCRYPTION_KEYS = [key]
+    use_broker(redis_url)
+    current_app.conf.task_default_queue = queue
+    processes: list[subprocess.Popen] = []
+    environment = {
+        **os.environ,
+        "MAILDESK_ENV_FILE": "",
+        "MAILDESK_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": shared_database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "MAILDESK_QUEUE": queue,
+        "IREDADMIN_URL": mail_server.url,
+        "IREDADMIN_USERNAME": ADMIN_USERNAME,
+        "IREDADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MAILDESK_ENCRYPTION_KEYS": key,
+        "MAILDESK_RETRY_BASE_SECONDS": "0.2",
+        "MAILDESK_RETRY_MAX_SECONDS": "1",
+    }
+
+    def start() -> Path:
+        log = tmp_path / f"worker-{len(processes)}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+            "--concurrency", "2", "--loglevel", "DEBUG", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                command, cwd=PROJECT_DIR, env=environment, stdout=output, stderr=subprocess.STDOUT
+            )
+        processes.append(process)
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        return log
+
+    start.queue = queue
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+    use_broker("memory://")
+    current_app.conf.task_default_queue = "celery"
+
+
+# --- Debian's Chromium, driven by Playwright ----------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    if not shutil.which(CHROMIUM):
+        _service_unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # around it are plain synchronous code, which Django would otherwise refuse.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    (PROJECT_DIR / "test-artifacts" / "browser").mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]

@@ -9,4 +9,7 @@ import os
 import tempfile
 
 os.environ["MAILDESK_ENV_FILE"] = ""
+# Each request closes its database connection: the live server's request threads would
+# otherwise keep theirs open, and the test database could not be dropped at the end.
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 os.environ.setdefault("MAILDESK_VAR_DIR", tempfile.mkdtemp(prefix="maildesk-tests-"))

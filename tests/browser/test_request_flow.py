@@ -6,54 +6,32 @@ worker in another thread (in-memory broker), and the emulator on a real socket. 
 of every page go to test-artifacts/browser/.
 """
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery import current_app
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.db import connections
 
-from tests.conftest import USER_PASSWORD, _service_unavailable
+from tests.browser.pages import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
-
-@pytest.fixture
-def browser() -> Iterator:
-    if not shutil.which(CHROMIUM):
-        _service_unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # around it are plain synchronous code, which Django would otherwise refuse.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+def _close_connections(**kwargs: object) -> None:
+    connections.close_all()
 
 
 @pytest.fixture
 def celery_worker(mail_server) -> Iterator[None]:
     """A Celery worker thread consuming the in-memory broker the portal publishes to."""
+    # The worker thread's database connection is its own; close it after each task, or the
+    # test database could not be dropped at the end.
+    task_postrun.connect(_close_connections)
     with start_worker(current_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         yield
+    task_postrun.disconnect(_close_connections)
 
 
 class Screens:
@@ -64,14 +42,6 @@ class Screens:
     def shot(self, name: str) -> None:
         self.count += 1
         self.page.screenshot(path=ARTIFACTS / f"{self.count:02d}-{name}.png", full_page=True)
-
-
-def sign_in(page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(USER_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_a_requested_mailbox_is_approved_and_seen_to_succeed(

@@ -5,84 +5,19 @@ views call; the worker picks the task up from Redis and writes to the same datab
 Needs the suite to run on PostgreSQL (`DATABASE_URL=postgres://...`, as CI does) and Redis.
 """
 
-import os
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import current_app
-from cryptography.fernet import Fernet
-from django.db import connection
 
 from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, _service_unavailable, use_broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 Status = ProvisioningRequest.Status
 PASSWORD = "Integration-Pa55!"
-
-
-@pytest.fixture
-def shared_database_url(postgres_url) -> str:
-    """The test database, as a URL another process can open."""
-    if connection.vendor != "postgresql":
-        _service_unavailable(
-            "the worker process must share the test database: run the suite with "
-            "DATABASE_URL=postgres://... (CI does)"
-        )
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@pytest.fixture
-def worker(shared_database_url, redis_url, mail_server, settings, tmp_path) -> Iterator[Path]:
-    """`celery -A portal worker` as the Procfile runs it, on its own queue in Redis."""
-    queue = f"maildesk-test-{uuid.uuid4().hex[:10]}"
-    key = Fernet.generate_key().decode()
-    settings.MAILDESK_ENCRYPTION_KEYS = [key]
-    use_broker(redis_url)
-    current_app.conf.task_default_queue = queue
-    log = tmp_path / "worker.log"
-    environment = {
-        **os.environ,
-        "MAILDESK_ENV_FILE": "",
-        "MAILDESK_VAR_DIR": str(tmp_path / "var"),
-        "DATABASE_URL": shared_database_url,
-        "CELERY_BROKER_URL": redis_url,
-        "MAILDESK_QUEUE": queue,
-        "IREDADMIN_URL": mail_server.url,
-        "IREDADMIN_USERNAME": ADMIN_USERNAME,
-        "IREDADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MAILDESK_ENCRYPTION_KEYS": key,
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
-        "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_DIR, env=environment, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        use_broker("memory://")
-        current_app.conf.task_default_queue = "celery"
 
 
 def wait_until_finished(request: ProvisioningRequest, log: Path) -> ProvisioningRequest:
@@ -116,6 +51,11 @@ def audit_trail(request: ProvisioningRequest) -> list[tuple]:
         .order_by("id")
         .values_list("action", "actor_label", "actor_ip", "outcome", "target", "ticket", "message")
     )
+
+
+@pytest.fixture
+def worker(start_worker) -> Path:
+    return start_worker()
 
 
 def test_an_approved_mailbox_is_created_by_the_worker(alice, bob, mail_server, worker):
