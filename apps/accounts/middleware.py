@@ -7,11 +7,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import reverse
 
 from apps.audit.services import audit_record
-from apps.core.http import client_ip
+from apps.core.http import client_ip, send_to
 
 STARTED = "maildesk_signed_in_at"
 SEEN = "maildesk_last_activity_at"
@@ -57,12 +56,7 @@ class SessionLimitsMiddleware:
             if why == "idle"
             else "Your session reached its maximum length. Please sign in again.",
         )
-        login = f"{reverse('login')}?next={request.path}"
-        if getattr(request, "htmx", False):
-            response = HttpResponse(status=204)
-            response["HX-Redirect"] = login
-            return response
-        return redirect(login)
+        return send_to(request, f"{reverse('login')}?next={request.path}")
 
 
 def _is_polling(request: HttpRequest) -> bool:

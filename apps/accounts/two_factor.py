@@ -10,12 +10,12 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp import user_has_device
 
 from apps.accounts.models import Delegation
 from apps.accounts.selectors import may_approve_new_domain
+from apps.core.http import send_to
 
 
 def second_factor_required(user: AbstractBaseUser) -> bool:
@@ -44,12 +44,7 @@ class SecondFactorMiddleware:
             and not request.path.startswith(_exempt_paths())
             and second_factor_required(user)
         ):
-            target = f"{reverse('accounts:two_factor')}?next={request.path}"
-            if getattr(request, "htmx", False):
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = target
-                return response
-            return redirect(target)
+            return send_to(request, f"{reverse('accounts:two_factor')}?next={request.path}")
         return self.get_response(request)
 
 

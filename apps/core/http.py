@@ -1,5 +1,6 @@
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -17,3 +18,16 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(forwarded) >= proxies:
             return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or None
+
+
+def send_to(request: HttpRequest, url: str) -> HttpResponse:
+    """Send the browser to `url`, from a whole page or from an htmx fragment request.
+
+    An htmx request would swap a plain redirect's target page into the fragment; HX-Redirect
+    makes htmx load it as a whole page instead.
+    """
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
