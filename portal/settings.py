@@ -177,6 +177,11 @@ OTP_TOTP_ISSUER = "Maildesk"
 AXES_FAILURE_LIMIT = env_int("MAILDESK_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("MAILDESK_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Across usernames, one address may fail this often within the cool-off (password spraying;
+# apps.accounts.throttle). Higher than the per-username limit: an office shares one address.
+MAILDESK_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "MAILDESK_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1
+)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "apps.core.http.client_ip"

@@ -20,15 +20,25 @@ admin.site.unregister(User)
 class StaffAdmin(UserAdmin):
     actions = ["reset_two_factor"]
 
-    @admin.action(description="Reset two-factor authentication (they set it up again)")
+    @admin.action(
+        description="Reset two-factor authentication (they set it up again)",
+        permissions=["change"],  # seeing the staff list is not enough
+    )
     def reset_two_factor(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for user in queryset:
+        # Only a superuser resets a superuser: otherwise a lesser admin could strip the
+        # second factor of the accounts that can do the most.
+        allowed = queryset if request.user.is_superuser else queryset.filter(is_superuser=False)
+        for user in allowed:
             second_factor_reset(user=user, actor=request.user, ip=client_ip(request))
         messages.success(
             request,
-            f"Two-factor authentication reset for {queryset.count()} person(s); they set it up "
-            "again at their next sign-in.",
+            f"Two-factor authentication reset for {len(allowed)} person(s), and their sessions "
+            "ended; they sign in and set it up again.",
         )
+        if skipped := queryset.count() - len(allowed):
+            messages.warning(
+                request, f"{skipped} superuser(s) left as they were: only a superuser resets one."
+            )
 
 
 class DelegationInline(admin.TabularInline):

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from apps.audit.services import audit_record
-from apps.core.http import client_ip, send_to
+from apps.core.http import client_ip, send_to, url_with_next
 
 STARTED = "maildesk_signed_in_at"
 SEEN = "maildesk_last_activity_at"
@@ -56,7 +56,7 @@ class SessionLimitsMiddleware:
             if why == "idle"
             else "Your session reached its maximum length. Please sign in again.",
         )
-        return send_to(request, f"{reverse('login')}?next={request.path}")
+        return send_to(request, url_with_next(reverse("login"), request.get_full_path()))
 
 
 def _is_polling(request: HttpRequest) -> bool:

@@ -15,7 +15,7 @@ from django_otp import user_has_device
 
 from apps.accounts.models import Delegation
 from apps.accounts.selectors import may_approve_new_domain
-from apps.core.http import send_to
+from apps.core.http import send_to, url_with_next
 
 
 def second_factor_required(user: AbstractBaseUser) -> bool:
@@ -41,17 +41,16 @@ class SecondFactorMiddleware:
         if (
             user.is_authenticated
             and not user.is_verified()
-            and not request.path.startswith(_exempt_paths())
+            and request.path not in _exempt_paths()
             and second_factor_required(user)
         ):
-            return send_to(request, f"{reverse('accounts:two_factor')}?next={request.path}")
+            return send_to(
+                request, url_with_next(reverse("accounts:two_factor"), request.get_full_path())
+            )
         return self.get_response(request)
 
 
-def _exempt_paths() -> tuple[str, ...]:
-    return (
-        reverse("accounts:two_factor"),
-        reverse("logout"),
-        settings.STATIC_URL,
-        reverse("core:healthz"),
-    )
+def _exempt_paths() -> set[str]:
+    # Exact paths, not prefixes: a future URL that merely starts like one of these must not
+    # skip the second factor. Static files never get here (WhiteNoise answers them first).
+    return {reverse("accounts:two_factor"), reverse("logout"), reverse("core:healthz")}

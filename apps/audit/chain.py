@@ -6,7 +6,6 @@ seal; deleting or inserting a row breaks the link of the row after it; and witho
 `manage.py verify_audit` walks the chain and names the first broken row.
 """
 
-import base64
 import hashlib
 import hmac
 import json
@@ -95,8 +94,3 @@ def verify(rows: Iterator[dict[str, Any]]) -> tuple[int, str, Break | None]:
             )
         expected_previous, previous_id = row["seal"], row["id"]
     return count, expected_previous, None
-
-
-def derived_key_for_documentation() -> str:
-    """The development key, base64 (for moving a database to a server with an explicit key)."""
-    return base64.b64encode(_key()).decode()

@@ -61,3 +61,21 @@ def check_iredadmin_connection(app_configs: Any, **kwargs: Any) -> list[CheckMes
             )
         )
     return problems
+
+
+@register(Tags.security, deploy=True)
+def check_client_addresses(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    # Production trusts X-Forwarded-Proto, i.e. it expects a reverse proxy in front. With
+    # MAILDESK_PROXY_COUNT at 0, every client then has the proxy's address: one person's
+    # failed sign-ins throttle everyone, and the audit log records the proxy, not the person.
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not settings.MAILDESK_PROXY_COUNT:
+        return [
+            Warning(
+                "MAILDESK_PROXY_COUNT is 0, yet production settings expect a reverse proxy: "
+                "every sign-in would appear to come from the proxy's address.",
+                hint="Set MAILDESK_PROXY_COUNT to the number of proxies in front of the portal "
+                "(silence maildesk.W006 only if clients connect to it directly).",
+                id="maildesk.W006",
+            )
+        ]
+    return []

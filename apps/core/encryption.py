@@ -12,6 +12,7 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 
 class SealError(Exception):
@@ -39,6 +40,7 @@ def _configured() -> MultiFernet:
     return _fernet(keys)
 
 
+@sensitive_variables("plaintext")
 def seal(plaintext: str) -> str:
     return _configured().encrypt(plaintext.encode()).decode()
 

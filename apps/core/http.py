@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 
 
@@ -31,3 +31,10 @@ def send_to(request: HttpRequest, url: str) -> HttpResponse:
         response["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+def url_with_next(url: str, next_url: str) -> str:
+    """`url` with `?next=`, encoded: a `&` or `#` in the next URL stays part of it."""
+    query = QueryDict(mutable=True)
+    query["next"] = next_url
+    return f"{url}?{query.urlencode(safe='/')}"  # as Django's own redirect to the login page

@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.accounts.models import MailDomain
 from apps.audit.models import AuditEvent
@@ -283,6 +284,7 @@ def _apply_to_portal(request: ProvisioningRequest) -> None:
 # --- One attempt -------------------------------------------------------------------------------
 
 
+@sensitive_variables("password")
 def _attempt(request: ProvisioningRequest) -> AttemptResult:
     try:
         password = unseal(request.sealed_password) if request.sealed_password else None
@@ -356,6 +358,7 @@ def _create_domain(client: IRedAdminClient, request: ProvisioningRequest, _: str
     return False
 
 
+@sensitive_variables("password")
 def _create_mailbox(
     client: IRedAdminClient, request: ProvisioningRequest, password: str | None
 ) -> bool:
@@ -446,6 +449,7 @@ def _mailbox_exists(client: IRedAdminClient, address: str) -> bool:
     return True
 
 
+@sensitive_variables("password")
 def _confirm_own_mailbox(client: IRedAdminClient, address: str, password: str) -> bool:
     """The mailbox exists: ours if it has the password we set, else someone else's."""
     try:

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.accounts.models import Delegation, MailDomain
 from apps.accounts.selectors import holds_role, may_request_new_domain
@@ -29,6 +30,7 @@ Status = ProvisioningRequest.Status
 Outcome = AuditEvent.Outcome
 
 
+@sensitive_variables("password")
 def request_submit(
     *,
     requester: AbstractBaseUser,
@@ -164,6 +166,7 @@ def request_cancel(
     return request
 
 
+@sensitive_variables("password")
 def request_retry(
     *,
     request: ProvisioningRequest,

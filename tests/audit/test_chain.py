@@ -14,10 +14,10 @@ from apps.audit.services import audit_record
 pytestmark = pytest.mark.django_db
 
 
-def verify() -> tuple[int, str, str]:
+def verify(*options: str) -> tuple[int, str, str]:
     out, err = StringIO(), StringIO()
     try:
-        call_command("verify_audit", stdout=out, stderr=err)
+        call_command("verify_audit", *options, stdout=out, stderr=err)
     except SystemExit as exit_:
         return int(exit_.code), out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
@@ -138,3 +138,16 @@ def test_writers_in_parallel_keep_one_chain():
     assert errors == []
     assert status == 0, err
     assert "intact: 160 row(s)" in out
+
+
+def test_rows_removed_from_the_end_are_found_with_an_earlier_newest_seal(events, alice):
+    noted = events[-1].seal
+    audit_record(action="request.submitted", actor=alice, message="after the note")
+    assert verify("--anchor", noted)[0] == 0
+
+    tamper(("DELETE FROM audit_auditevent WHERE id >= %s", [events[-1].id]))
+
+    status, _, err = verify("--anchor", noted)
+    assert status == 1
+    assert f"no row carries the seal {noted}" in err
+    assert verify()[0] == 0  # without the anchor, a shorter log looks whole

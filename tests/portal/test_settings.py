@@ -180,6 +180,7 @@ PRODUCTION = {
     "DJANGO_ALLOWED_HOSTS": "portal.example.net",
     "MAILDESK_ENCRYPTION_KEYS": "Jb6nHhdiKwS6cIq2l5sX5s0XvC5yW3mU1e7m6fQJg4s=",
     "MAILDESK_AUDIT_KEY": "a-random-secret-kept-outside-the-database",
+    "MAILDESK_PROXY_COUNT": "1",
 }
 
 
@@ -212,10 +213,12 @@ def test_the_deploy_check_passes_for_a_production_configuration(tmp_path):
 
 
 def test_the_deploy_check_names_every_development_default_left_in_production(tmp_path):
-    result = deploy_check(tmp_path, IREDADMIN_VERIFY_TLS="false", MAILDESK_AUDIT_KEY="")
+    result = deploy_check(
+        tmp_path, IREDADMIN_VERIFY_TLS="false", MAILDESK_AUDIT_KEY="", MAILDESK_PROXY_COUNT="0"
+    )
 
     assert result.returncode != 0
-    for warning in ("W001", "W002", "W003", "W004", "W005"):
+    for warning in ("W001", "W002", "W003", "W004", "W005", "W006"):
         assert f"maildesk.{warning}" in result.stderr
 
 

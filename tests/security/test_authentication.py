@@ -46,6 +46,24 @@ class TestThrottling:
         assert "A username has at most 150 characters." in response.content.decode()
         assert not AccessAttempt.objects.exists()
 
+    def test_one_address_spraying_passwords_over_many_usernames_is_stopped(
+        self, client, alice, settings
+    ):
+        settings.MAILDESK_LOGIN_ADDRESS_FAILURE_LIMIT = 12
+        for number in range(6):  # two failures each: below the per-username limit
+            for _ in range(2):
+                sign_in(client, f"user{number}", "Summer2026!", ip="198.51.100.7")
+
+        refused = sign_in(client, "alice", USER_PASSWORD, ip="198.51.100.7")
+        elsewhere = sign_in(Client(), "alice", USER_PASSWORD, ip="192.0.2.99")
+
+        assert refused.status_code == 200
+        assert "Too many failed sign-ins from your network" in refused.content.decode()
+        assert "_auth_user_id" not in client.session
+        assert elsewhere.status_code == 302
+        throttled = AuditEvent.objects.get(action="auth.address_throttled")
+        assert (throttled.actor_label, throttled.actor_ip) == ("alice", "198.51.100.7")
+
     def test_an_attacker_elsewhere_cannot_lock_a_person_out(self, client, alice, settings):
         for _ in range(settings.AXES_FAILURE_LIMIT):
             sign_in(client, "alice", "wrong", ip="203.0.113.66")

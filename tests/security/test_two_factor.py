@@ -4,14 +4,18 @@ import logging
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.middleware import STARTED
+from apps.accounts.services import ENROLMENT_KEY
+from apps.accounts.views import ENROL_WITHIN_SECONDS
 from apps.audit.models import AuditEvent
 from apps.provisioning import services
-from tests.conftest import USER_PASSWORD
+from tests.conftest import USER_PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +34,22 @@ def signed_in(username: str) -> Client:
     return client
 
 
-def code(device: TOTPDevice, drift: int = 0) -> str:
-    return f"{totp(device.bin_key, drift=drift):06d}"
+def code(key: bytes, drift: int = 0) -> str:
+    return f"{totp(key, drift=drift):06d}"
 
 
-def enrol(client: Client, user) -> TOTPDevice:
+def enrolment_key(client: Client) -> bytes:
+    """The key the enrolment page showed this session (as its QR code)."""
     client.get(TWO_FACTOR)
-    device = TOTPDevice.objects.get(user=user)
-    answer = client.post(TWO_FACTOR, {"token": code(device), "next": "/"})
+    return bytes.fromhex(client.session[ENROLMENT_KEY])
+
+
+def enrol(client: Client, user) -> bytes:
+    key = enrolment_key(client)
+    answer = client.post(TWO_FACTOR, {"token": code(key), "next": "/"})
     assert answer.status_code == 302
-    return device
+    assert TOTPDevice.objects.get(user=user, confirmed=True).bin_key == key
+    return key
 
 
 def test_an_approver_must_set_up_a_second_factor_before_anything_else(required, bob):
@@ -59,11 +69,10 @@ def test_an_approver_must_set_up_a_second_factor_before_anything_else(required, 
 def test_a_right_code_sets_it_up_and_opens_the_portal(required, bob):
     client = signed_in("bob")
 
-    device = enrol(client, bob)
+    enrol(client, bob)
 
-    device.refresh_from_db()
-    assert device.confirmed
     assert client.get("/requests/").status_code == 200
+    assert ENROLMENT_KEY not in client.session
     enrolled = AuditEvent.objects.get(action="auth.2fa_enrolled")
     assert enrolled.actor == bob
 
@@ -81,11 +90,11 @@ def test_a_wrong_code_is_refused_and_audited(required, bob):
 
 
 def test_each_new_sign_in_asks_for_a_code_without_showing_the_secret(required, bob):
-    device = enrol(signed_in("bob"), bob)
+    key = enrol(signed_in("bob"), bob)
     client = signed_in("bob")
 
     page = client.get(TWO_FACTOR).content.decode()
-    answer = client.post(TWO_FACTOR, {"token": code(device, drift=1), "next": "/audit/"})
+    answer = client.post(TWO_FACTOR, {"token": code(key, drift=1), "next": "/audit/"})
 
     assert "Confirm it is you" in page
     assert "data:image/svg" not in page
@@ -130,10 +139,9 @@ def test_htmx_requests_are_sent_to_the_two_factor_page(required, bob):
 
 def test_next_never_leads_off_the_portal(required, bob):
     client = signed_in("bob")
-    client.get(TWO_FACTOR)
-    device = TOTPDevice.objects.get(user=bob)
+    key = enrolment_key(client)
 
-    answer = client.post(TWO_FACTOR, {"token": code(device), "next": "https://evil.example/"})
+    answer = client.post(TWO_FACTOR, {"token": code(key), "next": "https://evil.example/"})
 
     assert answer["Location"] == "/"
 
@@ -151,7 +159,8 @@ def test_a_portal_admin_resets_a_lost_phone_and_it_is_audited(required, bob, roo
     assert answer.status_code == 302
     assert not TOTPDevice.objects.filter(user=bob).exists()
     reset = AuditEvent.objects.get(action="auth.2fa_reset")
-    assert (reset.actor, reset.target, reset.details) == (root, "bob", {"devices_removed": 1})
+    assert (reset.actor, reset.target) == (root, "bob")
+    assert reset.details == {"devices_removed": 1, "sessions_ended": 1}
     assert "Set up two-factor" in signed_in("bob").get(TWO_FACTOR).content.decode()
 
 
@@ -170,8 +179,7 @@ def test_the_device_secret_reaches_no_log_and_no_audit_row(required, bob, caplog
     caplog.set_level(logging.DEBUG)
     client = signed_in("bob")
     page = client.get(TWO_FACTOR).content.decode()
-    device = TOTPDevice.objects.get(user=bob)
-    secret_hex = device.key
+    secret_hex = client.session[ENROLMENT_KEY]
 
     enrol(client, bob)
 
@@ -179,3 +187,78 @@ def test_the_device_secret_reaches_no_log_and_no_audit_row(required, bob, caplog
     for row in AuditEvent.objects.all():
         assert secret_hex not in f"{row.message} {row.details}"
     assert "otpauth://" not in page  # only inside the QR image, not as text or a link
+
+
+def test_the_key_being_set_up_belongs_to_one_session_and_is_saved_only_once_confirmed(
+    required, bob
+):
+    # Someone else with bob's password, signed in before him, must not learn bob's key.
+    intruder, owner = signed_in("bob"), signed_in("bob")
+
+    intruders_key = enrolment_key(intruder)
+    wrong = owner.post(TWO_FACTOR, {"token": code(intruders_key)})
+    owners_key = enrol(owner, bob)
+
+    assert wrong.status_code == 200
+    assert owners_key != intruders_key
+    assert TOTPDevice.objects.filter(user=bob).count() == 1
+    late = intruder.post(TWO_FACTOR, {"token": code(intruders_key)})
+    assert "That code is not right" in late.content.decode()
+
+
+def test_a_wrong_code_leaves_no_device_behind(required, bob):
+    client = signed_in("bob")
+    enrolment_key(client)
+
+    client.post(TWO_FACTOR, {"token": "000000"})
+
+    assert not TOTPDevice.objects.filter(user=bob).exists()
+
+
+def test_setting_up_needs_a_recent_password_sign_in(required, bob):
+    client = signed_in("bob")
+    session = client.session
+    session[STARTED] -= ENROL_WITHIN_SECONDS + 1
+    session.save()
+
+    answer = client.get(TWO_FACTOR)
+
+    assert answer.status_code == 302
+    assert answer["Location"] == f"/accounts/login/?next={TWO_FACTOR}"
+    assert "_auth_user_id" not in client.session
+    assert not TOTPDevice.objects.filter(user=bob).exists()
+
+
+def test_a_reset_ends_the_sessions_the_person_had_open(required, bob):
+    lost_phone = signed_in("bob")
+    enrol(lost_phone, bob)
+    assert lost_phone.get("/requests/").status_code == 200
+
+    call_command("reset_2fa", "bob", stdout=StringIO())
+
+    answer = lost_phone.get("/requests/")
+    assert answer.status_code == 302
+    assert answer["Location"].startswith("/accounts/login/")
+
+
+def test_only_a_person_who_may_change_staff_resets_and_never_a_superusers(required, bob, root):
+    enrol(signed_in("bob"), bob)
+    enrol(signed_in("root"), root)
+    helper = make_user("helper")
+    helper.is_staff = True
+    helper.save()
+    helper.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client = signed_in("helper")
+    enrol(client, helper)
+    reset = {"action": "reset_two_factor", "_selected_action": [bob.pk, root.pk]}
+
+    client.post("/admin/auth/user/", reset)
+    assert TOTPDevice.objects.filter(user__in=[bob, root]).count() == 2
+
+    helper.user_permissions.add(Permission.objects.get(codename="change_user"))
+    answer = client.post("/admin/auth/user/", reset, follow=True)
+
+    assert not TOTPDevice.objects.filter(user=bob).exists()
+    assert TOTPDevice.objects.filter(user=root).exists()
+    assert "only a superuser resets one" in answer.content.decode()
+    assert AuditEvent.objects.filter(action="auth.2fa_reset").count() == 1
