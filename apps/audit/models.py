@@ -51,7 +51,9 @@ class AuditEvent(models.Model):
     message = models.TextField(blank=True)
     correlation_id = models.UUIDField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
-    # The hash chain (apps.audit.chain): the previous row's seal, and this row's.
+    # The hash chain (apps.audit.chain): which of the chains the row is on, the previous
+    # row's seal on that chain, and this row's.
+    chain = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     previous_seal = models.CharField(max_length=64, editable=False)
     seal = models.CharField(max_length=64, editable=False)
 
@@ -70,6 +72,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["occurred_at"], name="audit_occurred_at"),
             # A request's timeline.
             models.Index(fields=["request_code", "id"], name="audit_request_code_id"),
+            # The head of each chain, read by every writer.
+            models.Index(fields=["chain", "-id"], name="audit_chain_id"),
         ]
 
     def __str__(self) -> str:

@@ -64,9 +64,11 @@ def audit_record(
         message=sanitise_message(message),
         details=details or {},
     )
-    # Chained last in the caller's transaction: the chain lock is held only until its commit.
-    with transaction.atomic():
-        event.previous_seal = chain.lock_and_read_head()
+    # Chained last in the caller's transaction: the chain lock is held until its commit. No
+    # savepoint: if the insert fails, the caller's change must not commit without its row.
+    with transaction.atomic(savepoint=False):
+        event.chain = chain.chain_of_this_thread()
+        event.previous_seal = chain.lock_and_read_head(event.chain)
         event.seal = chain.seal(
             event.previous_seal,
             {name: getattr(event, name) for name in chain.SEALED_FIELDS},

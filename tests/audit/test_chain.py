@@ -4,7 +4,7 @@ import threading
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from apps.audit import chain
@@ -50,7 +50,7 @@ def test_an_untouched_log_is_intact(events):
 
     assert status == 0
     assert "intact: 5 row(s)" in out
-    assert events[-1].seal in out
+    assert f"Anchor: {events[-1].pk}:" in out
 
 
 def test_each_row_links_to_the_one_before(events):
@@ -79,7 +79,9 @@ def test_a_deleted_row_is_found_at_the_row_after_it(events):
 
 
 def test_a_row_inserted_without_the_key_is_found(events, settings):
-    forged = AuditEvent(action="request.approved", actor_label="mallory", details={})
+    forged = AuditEvent(
+        action="request.approved", actor_label="mallory", details={}, chain=events[-1].chain
+    )
     content = {name: getattr(forged, name) for name in chain.SEALED_FIELDS}
     settings.MAILDESK_AUDIT_KEY = "not-the-real-key"
     forged.previous_seal, forged.seal = events[-1].seal, chain.seal(events[-1].seal, content)
@@ -99,9 +101,10 @@ def test_a_row_slipped_in_between_is_found(events):
     tamper(
         (
             "INSERT INTO audit_auditevent (occurred_at, actor_label, action, outcome, target, "
-            "domain, request_code, ticket, message, details, previous_seal, seal) "
+            "domain, request_code, ticket, message, details, chain, previous_seal, seal) "
             "SELECT occurred_at, actor_label, action, outcome, target, domain, request_code, "
-            "ticket, message, details, previous_seal, seal FROM audit_auditevent WHERE id = %s",
+            "ticket, message, details, chain, previous_seal, seal FROM audit_auditevent "
+            "WHERE id = %s",
             [events[3].pk],
         ),
     )
@@ -114,7 +117,7 @@ def test_a_row_slipped_in_between_is_found(events):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_writers_in_parallel_keep_one_chain():
+def test_writers_in_parallel_keep_their_chains_whole():
     if connection.vendor != "postgresql":
         pytest.skip("parallel writers need PostgreSQL (CI runs it); SQLite writes one at a time")
     errors: list[BaseException] = []
@@ -140,14 +143,59 @@ def test_writers_in_parallel_keep_one_chain():
     assert "intact: 160 row(s)" in out
 
 
-def test_rows_removed_from_the_end_are_found_with_an_earlier_newest_seal(events, alice):
-    noted = events[-1].seal
+def noted_anchor() -> str:
+    out = verify()[1]
+    return out.split("Anchor: ")[1].split()[0]
+
+
+def test_rows_removed_from_the_end_are_found_with_an_earlier_anchor(events, alice):
+    anchor = noted_anchor()
     audit_record(action="request.submitted", actor=alice, message="after the note")
-    assert verify("--anchor", noted)[0] == 0
+    assert verify("--anchor", anchor)[0] == 0
 
     tamper(("DELETE FROM audit_auditevent WHERE id >= %s", [events[-1].id]))
 
-    status, _, err = verify("--anchor", noted)
+    status, _, err = verify("--anchor", anchor)
     assert status == 1
-    assert f"no row carries the seal {noted}" in err
+    assert f"the rows up to {events[-1].id} are not those the anchor was taken from" in err
     assert verify()[0] == 0  # without the anchor, a shorter log looks whole
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_end_of_any_one_chain_is_pinned_by_the_anchor(events, alice):
+    other = threading.Thread(target=audit_record, kwargs={"action": "x.other", "actor": alice})
+    other.start()
+    other.join()
+    last_of_other_chain = AuditEvent.objects.get(action="x.other")
+    assert last_of_other_chain.chain != events[-1].chain
+    audit_record(action="request.submitted", actor=alice)  # the newest row, on the first chain
+    anchor = noted_anchor()
+
+    tamper(("DELETE FROM audit_auditevent WHERE id = %s", [last_of_other_chain.id]))
+
+    assert verify()[0] == 0  # the other chain merely looks shorter
+    assert verify("--anchor", anchor)[0] == 1
+
+
+def test_a_malformed_anchor_is_refused_with_a_message(events):
+    with pytest.raises(CommandError, match="--anchor takes the value an earlier run printed"):
+        verify("--anchor", "yesterday")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_thread_writes_to_its_own_chain_and_the_chains_stay_whole(alice):
+    def write() -> None:
+        for _ in range(3):
+            audit_record(action="x.thread", actor=alice)
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        thread.join()  # one after the other: SQLite allows one writer
+
+    rows = list(AuditEvent.objects.filter(action="x.thread").order_by("id"))
+    assert len({row.chain for row in rows}) == 3
+    for number in {row.chain for row in rows}:
+        on_chain = [row for row in rows if row.chain == number]
+        assert [r.previous_seal for r in on_chain[1:]] == [r.seal for r in on_chain[:-1]]
+    assert verify()[0] == 0
