@@ -24,8 +24,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -126,25 +126,31 @@ def requests_sweep() -> int:
 # --- Claim and record --------------------------------------------------------------------------
 
 
+# The claim in one statement that also returns the row: the ORM would need an UPDATE and then
+# a SELECT, and building both is most of a claim's cost. Same conditions as the sweeper's.
+_CLAIM_SQL = """
+    UPDATE provisioning_provisioningrequest
+    SET status = 'running', attempts = attempts + 1, lease_expires_at = %s, updated_at = %s,
+        -- Taking over from a worker that died mid-call: the server may have changed.
+        outcome_uncertain = (status = 'running' OR outcome_uncertain)
+    WHERE id = %s
+      AND ((status = 'queued' AND (not_before IS NULL OR not_before <= %s))
+           OR (status = 'running' AND lease_expires_at < %s))
+    RETURNING *
+"""
+
+
 def _claim(request_id: int) -> ProvisioningRequest | None:
     now = timezone.now()
-    ready = Q(status=Status.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
-    abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
+    lease = now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS)
+    at = connection.ops.adapt_datetimefield_value
     with transaction.atomic():
-        claimed = ProvisioningRequest.objects.filter(ready | abandoned, pk=request_id).update(
-            status=Status.RUNNING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS),
-            # Taking over from a worker that died mid-call: the server may have changed.
-            outcome_uncertain=Case(
-                When(status=Status.RUNNING, then=Value(True)),
-                default=F("outcome_uncertain"),
-            ),
-            updated_at=now,
+        claimed = ProvisioningRequest.objects.raw(
+            _CLAIM_SQL, [at(lease), at(now), request_id, at(now), at(now)]
         )
-        if not claimed:
+        request = next(iter(claimed), None)
+        if request is None:
             return None
-        request = ProvisioningRequest.objects.get(pk=request_id)
         audit_record(
             action="api.call",
             request=request,
