@@ -4,11 +4,26 @@ Configuration comes from Django settings (the `CELERY_` names in portal/settings
 """
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("maildesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _check_database_connections(**kwargs: Any) -> None:
+    """Around each task, what Django does around each web request.
+
+    Connections persist across tasks (CELERY_DB_REUSE_MAX); this closes one that broke (the
+    database restarted) or outlived CONN_MAX_AGE, so the next query opens a fresh one.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
