@@ -44,7 +44,7 @@ format: $(VENV)/.dev-installed
 
 ## bench: the benchmarks (bounded; prints ratios measured side by side; see docs/performance.md)
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/emulator_bench.py
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## chaos: the fault-injection suite against the real pieces (needs PostgreSQL, redis-server)
 chaos: $(VENV)/.dev-installed

@@ -93,6 +93,8 @@ class Environment:
             "MAILDESK_CHAOS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         )
     )
+    # Settings on top of the defaults here (the benchmarks run with production settings).
+    overrides: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
 
     # --- Setting up and tearing down ---------------------------------------------------------
@@ -122,6 +124,7 @@ class Environment:
             "IREDADMIN_PASSWORD": ADMIN_PASSWORD,
             "MAILDESK_LOG_LEVEL": "INFO",
             **TIMINGS,
+            **self.overrides,
         }
         try:
             self.start_redis()
@@ -227,11 +230,14 @@ class Environment:
         self.control.reset()
         self.control.seed(domains=[{"domain": DOMAIN}])
 
-    def start_worker(self, *, concurrency: int = 4, wait: bool = True, **overrides: str) -> Process:
+    def start_worker(
+        self, *, concurrency: int = 4, wait: bool = True, launcher: str = "celery", **overrides: str
+    ) -> Process:
+        """A `celery worker` process (`launcher`: the module run with -m, celery's or a wrapper)."""
         name = f"worker{len(self.processes)}"
         process = self._spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+            [sys.executable, "-m", launcher, "-A", "portal", "worker", "--pool", "threads",
              "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"{name}@chaos",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             **overrides,
@@ -242,6 +248,30 @@ class Environment:
             if not process.alive():
                 raise RuntimeError(f"{name} died:\n{process.text()}")
         return process
+
+    def start_web(self, *, workers: int = 2, threads: int = 4, wsgi: str = "portal.wsgi") -> str:
+        """gunicorn with the production configuration; returns its base URL once it answers."""
+        port = free_port()
+        process = self._spawn(
+            f"web{len(self.processes)}",
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", wsgi],
+            MAILDESK_BIND=f"127.0.0.1:{port}",
+            WEB_CONCURRENCY=str(workers),
+            MAILDESK_WEB_THREADS=str(threads),
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            if not process.alive():
+                raise RuntimeError(f"gunicorn died:\n{process.text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answers, 30, "gunicorn to start")
+        return url
 
     def start_beat(self) -> Process:
         return self._spawn(
