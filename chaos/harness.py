@@ -256,7 +256,7 @@ class Environment:
             f"web{len(self.processes)}",
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", wsgi],
             MAILDESK_BIND=f"127.0.0.1:{port}",
-            WEB_CONCURRENCY=str(workers),
+            MAILDESK_WEB_PROCESSES=str(workers),
             MAILDESK_WEB_THREADS=str(threads),
         )
         url = f"http://127.0.0.1:{port}"

@@ -23,7 +23,7 @@ def _count(name: str, default: int) -> int:
 bind = os.environ.get("MAILDESK_BIND", "127.0.0.1:8000")
 # Processes use the cores; threads in each overlap the waits on PostgreSQL and Redis (a page
 # spends most of its time waiting on the database). Two processes per core by default.
-workers = _count("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1))
+workers = _count("MAILDESK_WEB_PROCESSES", 2 * (os.cpu_count() or 1))
 worker_class = "gthread"
 threads = _count("MAILDESK_WEB_THREADS", 4)
 # A page answers in milliseconds; one that runs for 30 s is stuck, and its process is replaced.
