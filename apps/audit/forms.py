@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.pagination import page_size_field
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 
@@ -25,6 +26,7 @@ class EventFilterForm(forms.Form):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    size = page_size_field()
 
     def _in_range(self, field: str) -> date | None:
         day = self.cleaned_data.get(field)

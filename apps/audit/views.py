@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET
 
 from apps.accounts.selectors import is_auditor
 from apps.audit.forms import EventFilterForm
-from apps.audit.selectors import events_visible_to
-from apps.core.pagination import keyset_page, page_links
+from apps.audit.models import AuditEvent
+from apps.audit.selectors import event_scope, events_visible_to
+from apps.core.pagination import keyset_page, page_links, with_default_size
 
 PAGE_SIZE = 50
 EXPORT_COLUMNS = ["id", "occurred_at", "actor_label", "actor_ip", "action", "outcome", "target",
@@ -20,15 +21,20 @@ EXPORT_COLUMNS = ["id", "occurred_at", "actor_label", "actor_ip", "action", "out
 @login_required
 @require_GET
 def event_list(request: HttpRequest) -> HttpResponse:
-    filters = EventFilterForm(request.GET)
-    events = events_visible_to(request.user)
-    before = None
+    filters = EventFilterForm(with_default_size(request.GET, PAGE_SIZE))
+    events = AuditEvent.objects.all()
+    before, size = None, PAGE_SIZE
     if filters.is_valid():
         events = filters.apply(events)
-        before = filters.cleaned_data["before"]
+        before, size = filters.cleaned_data["before"], filters.cleaned_data["size"] or PAGE_SIZE
     else:
         messages.error(request, "Some filters were not understood: fix them to filter the log.")
-    page = keyset_page(events, before=before, size=PAGE_SIZE)
+    page = keyset_page(
+        events,
+        before=before,
+        size=size,
+        branches=event_scope(request.user, per_domain=True),
+    )
     return render(
         request,
         "audit/event_list.html",

@@ -2,15 +2,27 @@
 
 Page 10,000 costs what page 1 costs: no OFFSET to skip, and no COUNT of the whole table. The
 page knows only whether there is a next one (it fetches one row more than it shows).
+
+A reader who sees only part of a table (their own requests, their domains...) pages through a
+union of branches, one per part: each branch walks its own index in id order and stops after a
+page's worth of rows, and the page keeps the newest of what they found. An OR of the parts
+would make PostgreSQL walk the whole table's id index and filter: a reader whose rows all lie
+late in the table (a domain added last month) paid for every older row on their last page.
 """
 
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from django.db.models import Model, QuerySet
+from django import forms
+from django.core.exceptions import EmptyResultSet
+from django.db.models import BigIntegerField, ExpressionWrapper, F, Model, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
 T = TypeVar("T", bound=Model)
+
+# Page sizes people may choose (`?size=`); each list view has its own default among them.
+PAGE_SIZES = (10, 25, 50, 100)
 
 
 @dataclass
@@ -19,6 +31,42 @@ class KeysetPage(Generic[T]):
     # The `before` value of the next (older) page, or None on the last page.
     next_before: int | None
     is_first: bool
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One part of what a reader may see, e.g. "the events of domain X"."""
+
+    where: Q
+    # Whether an index gives this branch's rows in id order (a column equal to one value,
+    # with an index on (column, id)). If not (rows matching any of a list of values), the
+    # branch gathers its matches and sorts them: walking the id index instead would read
+    # every older row of the table when the matches run out.
+    walk: bool = True
+
+
+def page_size_field() -> forms.TypedChoiceField:
+    """The `size` field of a list's filter form: empty means the list's default."""
+    return forms.TypedChoiceField(
+        label="Per page",
+        choices=[(str(size), str(size)) for size in PAGE_SIZES],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        error_messages={
+            "invalid_choice": "Choose 10, 25, 50 or 100 rows per page; this page shows the default."
+        },
+    )
+
+
+def with_default_size(query: QueryDict, size: int) -> QueryDict:
+    """The query with the list's default page size when it names none, so that the size
+    selector shows the size of the page."""
+    if query.get("size"):
+        return query
+    query = query.copy()
+    query["size"] = str(size)
+    return query
 
 
 def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str]:
@@ -30,8 +78,21 @@ def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str]:
     return {"first_query": first.urlencode(), "next_query": following.urlencode()}
 
 
-def keyset_page(queryset: QuerySet[T], *, before: int | None, size: int) -> KeysetPage[T]:
-    rows = queryset.order_by("-pk")
+def keyset_page(
+    queryset: QuerySet[T],
+    *,
+    before: int | None,
+    size: int,
+    branches: list[Branch] | None = None,
+) -> KeysetPage[T]:
+    """The page of `queryset` (or of the union of its `branches`) below id `before`."""
+    if branches is None:
+        rows = queryset
+    elif len(branches) == 1 and branches[0].walk:
+        rows = queryset.filter(branches[0].where)
+    else:
+        rows = _newest_of_each(queryset, branches, before, size)
+    rows = rows.order_by("-pk")
     if before is not None:
         rows = rows.filter(pk__lt=before)
     items = list(rows[: size + 1])
@@ -42,3 +103,31 @@ def keyset_page(queryset: QuerySet[T], *, before: int | None, size: int) -> Keys
         next_before=items[-1].pk if has_more else None,
         is_first=before is None,
     )
+
+
+def _newest_of_each(
+    queryset: QuerySet[T], branches: list[Branch], before: int | None, size: int
+) -> QuerySet[T]:
+    """`queryset` narrowed to the newest size + 1 ids of each branch: one query in all.
+
+    Each branch is a subquery of its own with its ORDER BY and LIMIT, wrapped as a derived
+    table so that SQLite takes it too (it refuses ORDER BY and LIMIT in a bare UNION part).
+    """
+    parts: list[str] = []
+    params: list[object] = []
+    for number, branch in enumerate(branches):
+        rows = queryset.filter(branch.where)
+        if before is not None:
+            rows = rows.filter(pk__lt=before)
+        newest = F("pk") if branch.walk else ExpressionWrapper(F("pk") + 0, BigIntegerField())
+        rows = rows.order_by(newest.desc()).values("pk")[: size + 1]
+        try:
+            sql, branch_params = rows.query.get_compiler(using=rows.db).as_sql()
+        except EmptyResultSet:  # e.g. a user without any domain
+            continue
+        parts.append(f"SELECT * FROM ({sql}) AS branch_{number}")  # noqa: S608
+        params.extend(branch_params)
+    if not parts:
+        return queryset.none()
+    # The SQL is the ORM's own, each value a parameter.
+    return queryset.filter(pk__in=RawSQL(" UNION ".join(parts), params))  # noqa: S611

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 
 from apps.accounts.models import Delegation
 from apps.accounts.selectors import domains_for
+from apps.core.pagination import page_size_field
 from apps.iredadmin import validators
 from apps.provisioning.models import ProvisioningRequest
 
@@ -329,6 +330,7 @@ class RequestFilterForm(forms.Form):
     ticket = forms.CharField(max_length=64, required=False)
     mine = forms.BooleanField(label="Only mine", required=False)
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    size = page_size_field()
 
     def clean_target(self) -> str:
         return self.cleaned_data["target"].strip().lower()

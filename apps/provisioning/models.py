@@ -121,6 +121,8 @@ class ProvisioningRequest(TimeStampedModel):
             models.Index(fields=["domain", "-id"], name="request_domain_id"),
             # "Awaiting approval" and the status filter.
             models.Index(fields=["status", "-id"], name="request_status_id"),
+            # New domains in their approvers' lists, and the kind filter, newest first.
+            models.Index(fields=["kind", "-id"], name="request_kind_id"),
         ]
 
     def __str__(self) -> str:

@@ -1,28 +1,55 @@
 """Reads of requests, always through the user's scope: outside it a request does not exist."""
 
+from functools import reduce
+from operator import or_
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from apps.accounts.models import Delegation
 from apps.accounts.selectors import domain_names_for, holds_role, may_approve_new_domain
+from apps.core.pagination import Branch
 from apps.provisioning.models import ProvisioningRequest
 
 Kind = ProvisioningRequest.Kind
 Status = ProvisioningRequest.Status
 
 
-def requests_visible_to(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
-    """Requests the user may read: their own, those of domains they hold a role in, and new
-    domains if they approve those. Portal admins read everything. Auditors read the whole audit
-    log (every event of every request, see apps.audit), not the request pages: those belong to
-    the people working the requests."""
-    requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
+def request_scope(
+    user: AbstractBaseUser, *, per_domain: bool = False, only_own: bool = False
+) -> list[Branch] | None:
+    """The requests the user may read, as branches of a union; None for all of them.
+
+    Their own, those of domains they hold a role in, and new domains if they approve those.
+    Portal admins read everything. Auditors read the whole audit log (every event of every
+    request, see apps.audit), not the request pages: those belong to the people working the
+    requests. `per_domain` makes one branch of each domain (their names are read now): a list
+    page walks each one's (domain, id) index. `only_own` narrows it to the user's own requests.
+    """
+    if only_own:
+        # Always within the scope (its first branch): with it, the other branches add nothing.
+        return [Branch(Q(requested_by=user))]
     if user.is_superuser:
+        return None
+    if per_domain:
+        names = domain_names_for(user).order_by().distinct()
+        domains = [Branch(Q(domain=name)) for name in names.values_list("domain__name", flat=True)]
+    else:
+        domains = [Branch(Q(domain__in=domain_names_for(user)))]
+    branches = [Branch(Q(requested_by=user)), *domains]
+    if may_approve_new_domain(user):
+        branches.append(Branch(Q(kind=Kind.CREATE_DOMAIN)))
+    return branches
+
+
+def requests_visible_to(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
+    """The requests of `request_scope` as one queryset."""
+    requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
+    branches = request_scope(user)
+    if branches is None:
         return requests
-    return requests.filter(
-        Q(requested_by=user) | Q(domain__in=domain_names_for(user)) | _new_domains_scope(user)
-    )
+    return requests.filter(reduce(or_, (branch.where for branch in branches)))
 
 
 def request_get_for_user(*, user: AbstractBaseUser, code: str) -> ProvisioningRequest:

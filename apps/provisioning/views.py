@@ -18,7 +18,7 @@ from apps.accounts.selectors import domains_for, may_request_new_domain
 from apps.audit.models import AuditEvent
 from apps.core.exceptions import ApplicationError
 from apps.core.http import client_ip
-from apps.core.pagination import keyset_page, page_links
+from apps.core.pagination import keyset_page, page_links, with_default_size
 from apps.provisioning import services
 from apps.provisioning.forms import (
     REQUEST_FORMS,
@@ -32,6 +32,7 @@ from apps.provisioning.selectors import (
     may_comment,
     may_decide,
     request_get_for_user,
+    request_scope,
     requests_awaiting_decision,
     requests_visible_to,
 )
@@ -77,9 +78,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def request_list(request: HttpRequest) -> HttpResponse:
-    filters = RequestFilterForm(request.GET)
-    requests = requests_visible_to(request.user)
-    before = None
+    filters = RequestFilterForm(with_default_size(request.GET, PAGE_SIZE))
+    requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
+    before, size, mine = None, PAGE_SIZE, False
     if filters.is_valid():
         data = filters.cleaned_data
         if data["status"]:
@@ -90,12 +91,15 @@ def request_list(request: HttpRequest) -> HttpResponse:
             requests = requests.filter(Q(target=data["target"]) | Q(domain=data["target"]))
         if data["ticket"]:
             requests = requests.filter(ticket=data["ticket"].strip())
-        if data["mine"]:
-            requests = requests.filter(requested_by=request.user)
-        before = data["before"]
+        before, size, mine = data["before"], data["size"] or PAGE_SIZE, data["mine"]
     else:
         messages.error(request, "Some filters were not understood; showing all requests.")
-    page = keyset_page(requests, before=before, size=PAGE_SIZE)
+    page = keyset_page(
+        requests,
+        before=before,
+        size=size,
+        branches=request_scope(request.user, per_domain=True, only_own=mine),
+    )
     return render(
         request,
         "provisioning/request_list.html",

@@ -20,6 +20,7 @@ from apps.provisioning.selectors import (
     may_comment,
     may_decide,
     request_get_for_user,
+    request_scope,
     requests_awaiting_decision,
     requests_visible_to,
 )
@@ -212,6 +213,38 @@ OTHER_ORG = {"x@other.org", "gone@other.org"}
 )
 def test_requests_visible_to_each_persona(persona, requests, who, visible):
     assert targets(requests_visible_to(persona(who))) == visible
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+@pytest.mark.parametrize("who", PERSONAS)
+def test_the_list_pages_branches_cover_exactly_the_visible_requests(
+    persona, requests, example_com, who, deleted
+):
+    # The list page reads the scope as a union of branches, one per domain; lookups read it as
+    # one OR. Both must be the same set, a deleted domain's requests included.
+    if deleted:
+        example_com.is_active = False
+        example_com.save()
+    user = persona(who)
+    branches = request_scope(user, per_domain=True)
+    everything = ProvisioningRequest.objects.all()
+    union = (
+        set(everything)
+        if branches is None
+        else {item for branch in branches for item in everything.filter(branch.where)}
+    )
+
+    assert targets(union) == targets(requests_visible_to(user))
+
+
+@pytest.mark.parametrize("who", PERSONAS)
+def test_only_own_is_the_users_own_requests(persona, requests, who):
+    user = persona(who)
+    (branch,) = request_scope(user, per_domain=True, only_own=True)
+
+    assert set(ProvisioningRequest.objects.filter(branch.where)) == set(
+        ProvisioningRequest.objects.filter(requested_by=user)
+    )
 
 
 def test_a_new_domain_request_is_hidden_from_another_new_domain_requester(requests):

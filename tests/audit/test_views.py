@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.audit.models import AppendOnlyError, AuditEvent
+from apps.audit.selectors import events_visible_to
 from apps.audit.services import audit_record
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
@@ -436,6 +437,92 @@ def test_a_page_costs_the_same_queries_with_5_and_60_events(request, reader):
     further = count_queries(client, f"{first}?before={before}")
 
     assert with_5 == with_60 == further
+
+
+# --- Page sizes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_log(alice, bob, dave, carol) -> None:
+    """250 events in example.com by several people and the worker, 50 in other.org."""
+    actors = [alice, bob, dave, None]
+    for number in range(250):
+        record("api.call", actor=actors[number % 4], target=f"u{number}@example.com",
+               domain="example.com")  # fmt: skip
+    for number in range(50):
+        record("api.call", actor=carol, target=f"u{number}@other.org", domain="other.org")
+
+
+def page_cost(client: Client, address: str) -> tuple[int, int, int | None]:
+    """(SQL queries, rows shown, the next page's `before`) of one page."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(address)
+    assert response.status_code == 200
+    page = response.context["page"]
+    return len(queries), len(page.items), page.next_before
+
+
+@pytest.mark.parametrize("reader", ["audrey", "bob"])
+def test_a_page_costs_the_same_queries_at_size_10_and_100(request, busy_log, reader):
+    # bob is scoped (example.com, his own actions and requests); the rows have several actors,
+    # so that a query per row (an N+1) would cost 90 more at size 100.
+    client = logged_in(request.getfixturevalue(reader))
+    client.get(list_url(size="10"))  # warm up (session, permissions)
+    costs = {}
+    for size in (10, 100):
+        queries, shown, older = page_cost(client, list_url(size=str(size)))
+        deeper_queries, deeper_shown, _ = page_cost(client, list_url(size=str(size), before=older))
+        assert shown == deeper_shown == size, "both pages must be full"
+        costs[size] = (queries, deeper_queries)
+
+    assert costs[10] == costs[100]
+    assert costs[10][0] == costs[10][1]
+
+
+@pytest.mark.parametrize("size", ["7", "1000", "abc", "-10", "0", "10.0", "\x00"])
+def test_an_invalid_size_says_so_and_shows_the_default_size(audrey, busy_log, size):
+    response = logged_in(audrey).get(reverse("audit:list"), {"size": size})
+
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert "Choose 10, 25, 50 or 100 rows per page; this page shows the default." in page
+    assert "Some filters were not understood" in page
+    assert len(response.context["page"].items) == 50
+
+
+def test_the_size_selector_shows_the_size_of_the_page(audrey, busy_log):
+    client = logged_in(audrey)
+    default = client.get(reverse("audit:list")).content.decode()
+    chosen = client.get(list_url(size="25")).content.decode()
+
+    assert '<option value="50" selected>' in default
+    assert '<option value="25" selected>' in chosen
+
+
+def test_the_older_links_keep_the_size(audrey, busy_log):
+    client = logged_in(audrey)
+    expected = list(AuditEvent.objects.order_by("-id").values_list("id", flat=True))
+
+    shown, pages = follow_older_links(client, list_url(size="100"))
+
+    assert shown == expected
+    assert pages == (len(expected) + 99) // 100 == 4
+
+
+@pytest.mark.parametrize("reader", ["alice", "bob", "carol", "charlie", "root"])
+def test_a_readers_pages_hold_exactly_their_scope_once_newest_first(
+    request, scoped_events, busy_log, reader
+):
+    # alice's scope is the union of her actions, example.com and her requests (one of them in
+    # a domain she holds no role in): events in several parts must show once, in id order.
+    user = request.getfixturevalue(reader)
+    client = logged_in(user)
+    expected = list(events_visible_to(user).order_by("-id").values_list("id", flat=True))
+
+    shown, _ = follow_older_links(client, list_url(size="25"))
+
+    assert shown == expected
+    assert len(expected) > 25 or reader == "charlie"
 
 
 # --- Export --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The request pages: scope, forms, secrets, actions, detail, status, dashboard and list."""
 
 import html
+import random
 import re
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest, RequestComment
+from apps.provisioning.selectors import requests_visible_to
 
 pytestmark = pytest.mark.django_db
 
@@ -1239,6 +1241,114 @@ def test_a_before_value_beyond_any_id_is_not_a_server_error(alice, pending):
 
     assert_no_server_error(response)
     assert response.status_code == 200
+
+
+# --- Page sizes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_requests(alice, bob, dave, carol, root) -> None:
+    """Requests of several requesters, decided by several people (so that a query per row, an
+    N+1, would show): alice 200 in example.com and 30 new domains, dave 120 in example.com,
+    carol 40 in other.org."""
+    deciders = [bob, dave, root, None]
+
+    def made(requester, number: int, domain: str, kind: str = Kind.CREATE_MAILBOX):
+        decider = deciders[number % 4] if requester != deciders[number % 4] else None
+        target = domain if kind == Kind.CREATE_DOMAIN else f"{requester}{number}@{domain}"
+        return ProvisioningRequest(
+            kind=kind, domain=domain, target=target, ticket=f"HD-{number}", reason="Bulk.",
+            requested_by=requester, decided_by=decider,
+            status=Status.SUCCEEDED if decider else Status.CANCELLED,
+        )  # fmt: skip
+
+    rows = [made(alice, number, "example.com") for number in range(200)]
+    rows += [made(dave, number, "example.com") for number in range(120)]
+    rows += [made(carol, number, "other.org") for number in range(40)]
+    rows += [made(alice, number, f"new{number}.example.net", Kind.CREATE_DOMAIN)
+             for number in range(30)]  # fmt: skip
+    random.Random(7).shuffle(rows)  # interleaved by id, as in life
+    ProvisioningRequest.objects.bulk_create(rows)
+
+
+def list_url(**query: str) -> str:
+    return f"{reverse('provisioning:list')}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
+
+
+def page_cost(client: Client, address: str) -> tuple[int, int, int | None]:
+    """(SQL queries, rows shown, the next page's `before`) of one page."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(address)
+    assert response.status_code == 200
+    page = response.context["page"]
+    assert len(shown_codes(response)) == len(page.items)
+    return len(queries), len(page.items), page.next_before
+
+
+@pytest.mark.parametrize(
+    ("reader", "query"),
+    [("alice", {"mine": "on"}), ("bob", {}), ("dave", {"status": "succeeded"}), ("root", {})],
+)
+def test_a_list_page_costs_the_same_queries_at_size_10_and_100(
+    request, busy_requests, reader, query
+):
+    client = logged_in(request.getfixturevalue(reader))
+    client.get(list_url(size="10", **query))  # warm up (session, permissions)
+    costs = {}
+    for size in (10, 100):
+        queries, shown, older = page_cost(client, list_url(size=str(size), **query))
+        deeper_queries, deeper_shown, _ = page_cost(
+            client, list_url(size=str(size), before=str(older), **query)
+        )
+        assert shown == deeper_shown == size, "both pages must be full"
+        costs[size] = (queries, deeper_queries)
+
+    assert costs[10] == costs[100]
+    assert costs[10][0] == costs[10][1]
+
+
+@pytest.mark.parametrize("size", ["7", "1000", "abc", "-25", "0", "25.0", "\x00"])
+def test_an_invalid_size_says_so_and_shows_the_default_size(alice, busy_requests, size):
+    response = logged_in(alice).get(reverse("provisioning:list"), {"size": size})
+
+    assert_no_server_error(response)
+    assert response.status_code == 200
+    assert "Choose 10, 25, 50 or 100 rows per page; this page shows the default." in text(response)
+    assert "Some filters were not understood" in text(response)
+    assert len(shown_codes(response)) == 25
+
+
+def test_the_size_selector_shows_the_size_of_the_page(alice, busy_requests):
+    client = logged_in(alice)
+
+    assert '<option value="25" selected>' in text(client.get(reverse("provisioning:list")))
+    assert '<option value="100" selected>' in text(client.get(list_url(size="100")))
+
+
+@pytest.mark.parametrize("reader", ["alice", "bob", "dave", "carol", "charlie", "root"])
+def test_a_readers_pages_hold_exactly_their_scope_once_newest_first(request, busy_requests, reader):
+    # alice's own requests are in example.com (also her domain) and in new domains (hers
+    # alone); bob sees example.com and every new domain: parts overlap, each row shows once.
+    user = request.getfixturevalue(reader)
+    expected = list(requests_visible_to(user).order_by("-id").values_list("code", flat=True))
+
+    codes, _ = follow_older_links(logged_in(user), list_url(size="25"))
+
+    assert codes == expected
+    assert len(expected) > 25 or reader == "charlie"
+
+
+def test_only_mine_pages_through_exactly_the_readers_own_requests(alice, busy_requests):
+    expected = list(
+        ProvisioningRequest.objects.filter(requested_by=alice)
+        .order_by("-id")
+        .values_list("code", flat=True)
+    )
+
+    codes, pages = follow_older_links(logged_in(alice), list_url(mine="on", size="100"))
+
+    assert codes == expected
+    assert pages == 3
 
 
 # --- Trouble the people using the portal must see ---------------------------------------------

@@ -651,6 +651,7 @@ def get_never_fails(client: Client, path: str, query: dict[str, str], raw: str) 
             assert_no_markup_reflected(response)
 
 
+size_input = st.one_of(st.sampled_from(["10", "25", "50", "100", ""]), number_input)
 raw_query = st.lists(
     st.sampled_from([*FRAGMENTS, "%FF", "%ZZ", "&&", "==", "before=", "%"]), max_size=6
 ).map("".join)
@@ -665,9 +666,13 @@ raw_query = st.lists(
     ticket=ticket_input,
     before=number_input,
     mine=st.sampled_from(["", "on", "1", "\x00", "%00"]),
+    size=size_input,
     raw=raw_query,
 )
-@example(status="", kind="", target="", ticket="", before=str(2**63), mine="", raw="before=-1")
+@example(
+    status="", kind="", target="", ticket="", before=str(2**63), mine="", size="", raw="before=-1"
+)
+@example(status="", kind="", target="", ticket="", before="", mine="on", size="1e3", raw="size=")
 @each_example_rolled_back
 def test_request_list_filters_never_fail(
     client: Client,
@@ -678,6 +683,7 @@ def test_request_list_filters_never_fail(
     ticket: str,
     before: str,
     mine: str,
+    size: str,
     raw: str,
 ) -> None:
     client.force_login(alice)
@@ -688,6 +694,7 @@ def test_request_list_filters_never_fail(
         "ticket": ticket,
         "before": before,
         "mine": mine,
+        "size": size,
     }
     get_never_fails(client, reverse("provisioning:list"), query, f"target={raw}&{raw}")
 
@@ -709,9 +716,11 @@ def audit_rows(alice):
     since=date_input,
     until=date_input,
     before=number_input,
+    size=size_input,
     raw=raw_query,
 )
-@example(actor="", target="", ticket="", since="", until="9999-12-31", before="", raw="")
+@example(actor="", target="", ticket="", since="", until="9999-12-31", before="", size="", raw="")
+@example(actor="", target="", ticket="", since="", until="", before="", size="-10", raw="size=")
 @each_example_rolled_back
 def test_audit_log_and_export_filters_never_fail(
     client: Client,
@@ -723,6 +732,7 @@ def test_audit_log_and_export_filters_never_fail(
     since: str,
     until: str,
     before: str,
+    size: str,
     raw: str,
 ) -> None:
     client.force_login(audrey)
@@ -733,6 +743,7 @@ def test_audit_log_and_export_filters_never_fail(
         "since": since,
         "until": until,
         "before": before,
+        "size": size,
     }
     for name in ("audit:list", "audit:export"):
         get_never_fails(client, reverse(name), query, f"since={raw}&until={raw}&{raw}")
