@@ -32,7 +32,8 @@ def event_scope(user: AbstractBaseUser, *, per_domain: bool = False) -> list[Bra
         Branch(Q(actor=user)),
         *domains,
         # No index gives the events of many request codes in id order: they are gathered
-        # (through the (request_code, id) index), as many as the reader's requests have.
+        # (by id range, or through the (request_code, id) index), newer than what the other
+        # branches found for the page.
         Branch(Q(request_code__in=own_requests), walk=False),
     ]
 

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from django import forms
 from django.core.exceptions import EmptyResultSet
+from django.db import connections
 from django.db.models import BigIntegerField, ExpressionWrapper, F, Model, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
@@ -40,8 +41,8 @@ class Branch:
     where: Q
     # Whether an index gives this branch's rows in id order (a column equal to one value,
     # with an index on (column, id)). If not (rows matching any of a list of values), the
-    # branch gathers its matches and sorts them: walking the id index instead would read
-    # every older row of the table when the matches run out.
+    # branch gathers its matches newer than the walking branches' page and sorts them: walking
+    # the id index instead would read every older row of the table when the matches run out.
     walk: bool = True
 
 
@@ -108,26 +109,57 @@ def keyset_page(
 def _newest_of_each(
     queryset: QuerySet[T], branches: list[Branch], before: int | None, size: int
 ) -> QuerySet[T]:
-    """`queryset` narrowed to the newest size + 1 ids of each branch: one query in all.
+    """`queryset` narrowed to the newest size + 1 ids of each branch.
 
-    Each branch is a subquery of its own with its ORDER BY and LIMIT, wrapped as a derived
-    table so that SQLite takes it too (it refuses ORDER BY and LIMIT in a bare UNION part).
+    Each branch is a subquery with its own ORDER BY and LIMIT, wrapped as a derived table so
+    that SQLite takes it too (it refuses ORDER BY and LIMIT in a bare UNION part). A gathering
+    branch costs as many rows as it matches, unless it is bounded: when the walking branches
+    found size + 1 rows, an older row of a gathering branch cannot be on the page, so it is
+    asked only for rows newer than those (one query more, which costs what the walks cost).
+    PostgreSQL then reads that short id range instead of every match.
     """
-    parts: list[str] = []
-    params: list[object] = []
-    for number, branch in enumerate(branches):
-        rows = queryset.filter(branch.where)
-        if before is not None:
-            rows = rows.filter(pk__lt=before)
-        newest = F("pk") if branch.walk else ExpressionWrapper(F("pk") + 0, BigIntegerField())
-        rows = rows.order_by(newest.desc()).values("pk")[: size + 1]
-        try:
-            sql, branch_params = rows.query.get_compiler(using=rows.db).as_sql()
-        except EmptyResultSet:  # e.g. a user without any domain
-            continue
-        parts.append(f"SELECT * FROM ({sql}) AS branch_{number}")  # noqa: S608
-        params.extend(branch_params)
+    walked = [_part(queryset, branch, before, size) for branch in branches if branch.walk]
+    walked = [part for part in walked if part is not None]
+    floor = None
+    if walked and not all(branch.walk for branch in branches):
+        sql, params = _union(walked)
+        # Names of the ORM's own SQL; the values are parameters.
+        newest = f"SELECT * FROM ({sql}) AS walked ORDER BY 1 DESC LIMIT 1 OFFSET %s"  # noqa: S608
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute(newest, [*params, size])
+            row = cursor.fetchone()
+        floor = row[0] if row else None
+    gathered = [
+        _part(queryset, branch, before, size, floor=floor) for branch in branches if not branch.walk
+    ]
+    parts = walked + [part for part in gathered if part is not None]
     if not parts:
         return queryset.none()
-    # The SQL is the ORM's own, each value a parameter.
-    return queryset.filter(pk__in=RawSQL(" UNION ".join(parts), params))  # noqa: S611
+    sql, params = _union(parts)
+    return queryset.filter(pk__in=RawSQL(sql, params))  # noqa: S611
+
+
+def _part(
+    queryset: QuerySet[T], branch: Branch, before: int | None, size: int, floor: int | None = None
+) -> tuple[str, tuple] | None:
+    """The SQL of one branch's newest size + 1 ids (above `floor`); None if it matches nothing."""
+    rows = queryset.filter(branch.where)
+    if before is not None:
+        rows = rows.filter(pk__lt=before)
+    if floor is not None:
+        rows = rows.filter(pk__gt=floor)
+    # Ordered by "id + 0", no index can give the order: PostgreSQL gathers and sorts.
+    newest = F("pk") if branch.walk else ExpressionWrapper(F("pk") + 0, BigIntegerField())
+    rows = rows.order_by(newest.desc()).values("pk")[: size + 1]
+    try:
+        return rows.query.get_compiler(using=rows.db).as_sql()
+    except EmptyResultSet:  # e.g. a user without any domain
+        return None
+
+
+def _union(parts: list[tuple[str, tuple]]) -> tuple[str, list]:
+    sql = " UNION ".join(
+        f"SELECT * FROM ({part}) AS branch_{number}"  # noqa: S608
+        for number, (part, _) in enumerate(parts)
+    )
+    return sql, [value for _, params in parts for value in params]

@@ -117,6 +117,9 @@ class ProvisioningRequest(TimeStampedModel):
             models.Index(fields=["status", "lease_expires_at"], name="request_status_lease"),
             # A requester's own list, newest first.
             models.Index(fields=["requested_by", "-id"], name="request_requester_id"),
+            # The codes of a person's requests, without reading the rows: the events of their
+            # requests in their audit log (apps.audit.selectors).
+            models.Index(fields=["requested_by", "code"], name="request_requester_code"),
             # Lists scoped to delegated domains, newest first.
             models.Index(fields=["domain", "-id"], name="request_domain_id"),
             # "Awaiting approval" and the status filter.
