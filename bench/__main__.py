@@ -1,4 +1,4 @@
-"""Every benchmark, one after the other: `make bench` (about 15 minutes; --quick: about 3).
+"""Every benchmark, one after the other: `make bench` (about 6 minutes; --quick: about 2).
 
     python -m bench [--quick] [--only pipeline,pages]
 
@@ -18,7 +18,7 @@ PARTS = {
     "emulator": "bench.emulator_bench",  # the client and the emulator (~20 s)
     "pipeline": "bench.pipeline",  # throughput, sessions, scaling, memory (~6 min)
     "approval": "bench.approval",  # the approve POST with and without publishing (~30 s)
-    "pages": "bench.pages",  # list pages over 1M audit rows and 100k requests (~8 min)
+    "pages": "bench.pages",  # list pages over 1M audit rows and 100k requests (~2 min)
 }
 
 
