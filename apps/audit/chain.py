@@ -16,6 +16,7 @@ import hmac
 import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,11 +69,12 @@ def chain_of_this_thread() -> int:
     """The chain this thread writes to: threads of a process take turns over the chains.
 
     The process id is read here, not at import: forked worker processes inherit the parent's
-    module, and would otherwise all start on the same chain.
+    module, and would otherwise all start on the same chain. Processes started one after the
+    other have consecutive ids: times 7 (coprime with CHAINS) puts their threads apart.
     """
     number = getattr(_this_thread, "chain", None)
     if number is None:
-        number = _this_thread.chain = (os.getpid() + next(_threads_started)) % CHAINS
+        number = _this_thread.chain = (7 * os.getpid() + next(_threads_started)) % CHAINS
     return number
 
 
@@ -80,7 +82,9 @@ def lock_and_read_head(number: int) -> str:
     """Take chain `number` for this transaction and return its newest seal.
 
     The lock is held until the transaction commits, so the work done while holding it is kept
-    small: plain SQL, and on PostgreSQL one round trip (the function of migration 0004).
+    small: plain SQL, and on PostgreSQL one round trip (the function of migration 0004). This
+    needs READ COMMITTED (Django's default): the head must be read after the lock is taken,
+    from a fresh snapshot, which REPEATABLE READ would not give.
     """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -100,22 +104,29 @@ class Break:
     description: str
 
 
-def verify(rows: Iterator[dict[str, Any]]) -> tuple[int, dict[int, str], Break | None]:
-    """Walk rows in id order: (rows checked, each chain's head seal, the first break or None)."""
-    heads: dict[int, str] = {}
-    previous_ids: dict[int, int] = {}
+@dataclass(frozen=True)
+class End:
+    """The newest row of one chain: its id and its seal."""
+
+    id: int
+    seal: str
+
+
+def verify(rows: Iterator[dict[str, Any]]) -> tuple[int, dict[int, End], Break | None]:
+    """Walk rows in id order: (rows checked, each chain's end, the first break or None)."""
+    ends: dict[int, End] = {}
     count = 0
     for row in rows:
         count += 1
         number = row["chain"]
-        expected_previous = heads.get(number, GENESIS)
+        end = ends.get(number)
+        expected_previous = end.seal if end else GENESIS
         where = f"row {row['id']} ({row['occurred_at']:%Y-%m-%d %H:%M:%S}, {row['action']})"
         if row["previous_seal"] != expected_previous:
-            previous_id = previous_ids.get(number)
-            after = f"row {previous_id}" if previous_id else "the start of its chain"
+            after = f"row {end.id}" if end else "the start of its chain"
             return (
                 count,
-                heads,
+                ends,
                 Break(
                     row["id"],
                     f"{where} does not follow {after}: a row was deleted or inserted between them.",
@@ -124,20 +135,49 @@ def verify(rows: Iterator[dict[str, Any]]) -> tuple[int, dict[int, str], Break |
         if not hmac.compare_digest(seal(row["previous_seal"], row), row["seal"]):
             return (
                 count,
-                heads,
+                ends,
                 Break(row["id"], f"{where} was changed: its content does not match its seal."),
             )
-        heads[number], previous_ids[number] = row["seal"], row["id"]
-    return count, heads, None
+        ends[number] = End(row["id"], row["seal"])
+    return count, ends, None
 
 
-def anchor(last_id: int, heads: dict[int, str]) -> str:
-    """One string that pins every chain as it was at row `last_id`: `<id>:<digest>`.
+# An anchor: each chain's newest row id (`<chain>.<id>`, comma-separated), then a digest of
+# their seals. Each chain is pinned by its own end: across chains, a lower id can commit after
+# a higher one (writers of different chains do not wait for each other), so "every row up to
+# id N" is not a fixed set; within a chain, ids follow commit order (the chain's lock is held
+# from before the insert until the commit).
+ANCHOR = re.compile(r"((?:\d+\.\d+)(?:,\d+\.\d+)*):([0-9a-f]{64})")
 
-    A later `verify_audit --anchor` recomputes it from the rows up to that id: rows removed
-    from the end of any chain change it.
-    """
-    digest = hashlib.sha256(
-        "".join(f"{number}={heads[number]};" for number in sorted(heads)).encode()
+
+def anchor(ends: dict[int, End]) -> str:
+    """One string that pins the end of every chain; "" for an empty log."""
+    if not ends:
+        return ""
+    pins = ",".join(f"{number}.{ends[number].id}" for number in sorted(ends))
+    return f"{pins}:{_digest(ends)}"
+
+
+def parse_anchor(text: str) -> dict[int, int] | None:
+    """The chain -> row id pins of an anchor, or None if it is not one."""
+    match = ANCHOR.fullmatch(text.strip())
+    if match is None:
+        return None
+    pins = {}
+    for pin in match.group(1).split(","):
+        number, row_id = pin.split(".")
+        pins[int(number)] = int(row_id)
+    return pins
+
+
+def anchor_holds(text: str, found: dict[int, End]) -> bool:
+    """Whether `found` (the pinned rows as they are now) gives the anchor back."""
+    return hmac.compare_digest(anchor(found), text.strip())
+
+
+def _digest(ends: dict[int, End]) -> str:
+    return hashlib.sha256(
+        "".join(
+            f"{number}={ends[number].id}={ends[number].seal};" for number in sorted(ends)
+        ).encode()
     ).hexdigest()
-    return f"{last_id}:{digest}"

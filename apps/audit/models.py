@@ -55,7 +55,9 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     # The hash chain (apps.audit.chain): which of the chains the row is on, the previous
     # row's seal on that chain, and this row's.
-    chain = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
+    # No database default, on purpose: a process of an older release (one chain) inserting
+    # without it fails loudly instead of landing on chain 0 out of turn.
+    chain = models.PositiveSmallIntegerField(default=0, editable=False)
     previous_seal = models.CharField(max_length=64, editable=False)
     seal = models.CharField(max_length=64, editable=False)
 

@@ -6,7 +6,7 @@ from operator import or_
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
-from apps.accounts.selectors import domain_names_for, is_auditor
+from apps.accounts.selectors import domain_branches, is_auditor
 from apps.audit.models import AuditEvent
 from apps.core.pagination import Branch
 from apps.provisioning.models import ProvisioningRequest
@@ -22,11 +22,7 @@ def event_scope(user: AbstractBaseUser, *, per_domain: bool = False) -> list[Bra
     """
     if user.is_superuser or is_auditor(user):
         return None
-    if per_domain:
-        names = domain_names_for(user).order_by().distinct()
-        domains = [Branch(Q(domain=name)) for name in names.values_list("domain__name", flat=True)]
-    else:
-        domains = [Branch(Q(domain__in=domain_names_for(user)))]
+    domains = domain_branches(user, per_domain=per_domain)
     own_requests = ProvisioningRequest.objects.filter(requested_by=user).values("code")
     return [
         Branch(Q(actor=user)),

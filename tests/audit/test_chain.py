@@ -5,7 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.audit import chain
 from apps.audit.models import AuditEvent
@@ -50,7 +50,7 @@ def test_an_untouched_log_is_intact(events):
 
     assert status == 0
     assert "intact: 5 row(s)" in out
-    assert f"Anchor: {events[-1].pk}:" in out
+    assert f"Anchor: {events[-1].chain}.{events[-1].pk}:" in out
 
 
 def test_each_row_links_to_the_one_before(events):
@@ -157,7 +157,7 @@ def test_rows_removed_from_the_end_are_found_with_an_earlier_anchor(events, alic
 
     status, _, err = verify("--anchor", anchor)
     assert status == 1
-    assert f"the rows up to {events[-1].id} are not those the anchor was taken from" in err
+    assert f"row {events[-1].id}, the end of chain {events[-1].chain} when the anchor was" in err
     assert verify()[0] == 0  # without the anchor, a shorter log looks whole
 
 
@@ -175,6 +175,87 @@ def test_the_end_of_any_one_chain_is_pinned_by_the_anchor(events, alice):
 
     assert verify()[0] == 0  # the other chain merely looks shorter
     assert verify("--anchor", anchor)[0] == 1
+
+
+def test_an_anchor_whose_pinned_row_was_replaced_is_refused(events):
+    anchor = noted_anchor()
+    # Someone holding the key rewrites the newest row under its own id, validly sealed: the
+    # chains verify, but the anchor remembers the row's old seal.
+    pinned = events[-1]
+    forged = AuditEvent(
+        action="request.approved", actor_label="mallory", details={}, chain=pinned.chain,
+        occurred_at=pinned.occurred_at,
+    )  # fmt: skip
+    content = {name: getattr(forged, name) for name in chain.SEALED_FIELDS}
+    tamper(
+        ("DELETE FROM audit_auditevent WHERE id = %s", [pinned.id]),
+        (
+            "INSERT INTO audit_auditevent (id, occurred_at, actor_label, action, outcome, target, "
+            "domain, request_code, ticket, message, details, chain, previous_seal, seal) "
+            "VALUES (%s, %s, 'mallory', 'request.approved', 'info', '', '', '', '', '', '{}', "
+            "%s, %s, %s)",
+            [pinned.id, pinned.occurred_at, pinned.chain, pinned.previous_seal,
+             chain.seal(pinned.previous_seal, content)],
+        ),
+    )  # fmt: skip
+    assert verify()[0] == 0  # every chain verifies: the forger had the key
+
+    status, _, err = verify("--anchor", anchor)
+
+    assert status == 1
+    assert "the rows that ended the chains when the anchor was taken are not those rows" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_committed_below_the_anchor_after_it_was_taken_is_no_alarm(alice):
+    """Writers of different chains do not wait for each other, so a row with a lower id can
+    commit after one with a higher id, and after an anchor was taken."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL (CI runs it); SQLite writes one at a time")
+    inserted, release = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                audit_record(action="x.slow", actor=alice)  # takes id N, commits later
+                inserted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    slow = threading.Thread(target=slow_writer)
+    slow.start()
+    assert inserted.wait(10)
+    fast = threading.Thread(target=audit_record, kwargs={"action": "x.fast", "actor": alice})
+    fast.start()
+    fast.join()
+    anchor = noted_anchor()  # sees the fast row (N + 1) only
+    release.set()
+    slow.join()
+
+    rows = {row.action: row for row in AuditEvent.objects.filter(action__startswith="x.")}
+    assert rows["x.slow"].id < rows["x.fast"].id
+    assert rows["x.slow"].chain != rows["x.fast"].chain
+    status, out, err = verify("--anchor", anchor)
+    assert status == 0, err
+    assert "Every row the anchor pinned is still there" in out
+
+
+def test_a_seal_noted_before_the_log_had_several_chains_still_works_as_an_anchor(events):
+    noted = events[-1].seal
+    assert verify("--anchor", noted)[0] == 0
+
+    tamper(("DELETE FROM audit_auditevent WHERE id = %s", [events[-1].id]))
+
+    status, _, err = verify("--anchor", noted)
+    assert status == 1
+    assert f"no row carries the seal {noted}" in err
+
+
+def test_an_empty_log_has_nothing_to_anchor():
+    status, out, _ = verify()
+    assert status == 0
+    assert "The log is empty: there is nothing to anchor yet." in out
 
 
 def test_a_malformed_anchor_is_refused_with_a_message(events):

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.audit import chain
 from apps.audit.models import AuditEvent
 
-ANCHOR = re.compile(r"(\d+):([0-9a-f]{64})")
+# What runs before the log had several chains printed: the newest seal alone.
+SINGLE_SEAL = re.compile(r"[0-9a-f]{64}")
 
 
 class Command(BaseCommand):
@@ -22,41 +23,62 @@ class Command(BaseCommand):
         parser.add_argument(
             "--anchor",
             metavar="ANCHOR",
-            help="the anchor printed by an earlier run: the log must still hold every row it "
-            "covered (rows removed from the end of the log leave no other trace)",
+            help="the anchor printed by an earlier run: every chain must still end in a row it "
+            "pinned, or go on past it (rows removed from the end of the log leave no other trace)",
         )
 
     def handle(self, *args: Any, anchor: str | None = None, **options: Any) -> None:
-        pinned_id = None
-        if anchor:
-            match = ANCHOR.fullmatch(anchor.strip())
-            if match is None:
-                raise CommandError(
-                    "--anchor takes the value an earlier run printed, such as 1234:9f86d0…"
-                )
-            pinned_id = int(match.group(1))
+        anchor = (anchor or "").strip()
+        pins = chain.parse_anchor(anchor) if anchor else {}
+        old_seal = anchor if anchor and SINGLE_SEAL.fullmatch(anchor) else None
+        if anchor and pins is None and old_seal is None:
+            raise CommandError(
+                "--anchor takes the value an earlier run printed, such as 0.1234,1.1240:9f86d0…"
+            )
         rows = (
             AuditEvent.objects.order_by("id")
             .values("id", "chain", "previous_seal", "seal", *chain.SEALED_FIELDS)
             .iterator(chunk_size=5000)
         )
-        heads_at_pin: dict[int, str] = {}
-        last_id = [0]
-        count, heads, broken = chain.verify(_watching(rows, pinned_id, heads_at_pin, last_id))
+        found: dict[int, chain.End] = {}
+        seen_old_seal: list[bool] = []
+        count, ends, broken = chain.verify(
+            _watching(rows, pins or {}, found, old_seal, seen_old_seal)
+        )
         if broken is not None:
             self._fail(f"BROKEN after {count - 1} intact row(s): {broken.description}")
-        if anchor and chain.anchor(pinned_id, heads_at_pin) != anchor.strip():
+        if pins:
+            self._check_pins(anchor, pins, found)
+        if old_seal and not seen_old_seal:
             self._fail(
-                f"BROKEN: the rows up to {pinned_id} are not those the anchor was taken from. "
-                "Rows were removed from the end of the log since, or the anchor belongs to "
-                "another log."
+                f"BROKEN: no row carries the seal {old_seal}. Rows were removed from the end of "
+                "the log since that seal was noted, or it belongs to another log."
             )
+        new_anchor = chain.anchor(ends)
         self.stdout.write(
             self.style.SUCCESS(f"The audit log is intact: {count} row(s).")
-            + (" It still holds every row of the anchor." if anchor else "")
-            + f"\nAnchor: {chain.anchor(last_id[0], heads)}\nKeep it elsewhere, and pass it as"
-            " --anchor to a later run: that finds rows removed from the end of the log."
+            + (" Every row the anchor pinned is still there." if anchor else "")
+            + (
+                f"\nAnchor: {new_anchor}\nKeep it elsewhere, and pass it as --anchor to a later "
+                "run: that finds rows removed from the end of the log."
+                if new_anchor
+                else "\nThe log is empty: there is nothing to anchor yet."
+            )
         )
+
+    def _check_pins(self, anchor: str, pins: dict[int, int], found: dict[int, chain.End]) -> None:
+        for number, row_id in sorted(pins.items()):
+            if number not in found:
+                self._fail(
+                    f"BROKEN: row {row_id}, the end of chain {number} when the anchor was taken, "
+                    "is gone. Rows were removed from the end of the log since, or the anchor "
+                    "belongs to another log."
+                )
+        if not chain.anchor_holds(anchor, found):
+            self._fail(
+                "BROKEN: the rows that ended the chains when the anchor was taken are not those "
+                "rows any more, or the anchor belongs to another log."
+            )
 
     def _fail(self, message: str) -> None:
         self.stderr.write(message)
@@ -64,11 +86,16 @@ class Command(BaseCommand):
 
 
 def _watching(
-    rows: Iterator[dict], pinned_id: int | None, heads_at_pin: dict[int, str], last_id: list[int]
+    rows: Iterator[dict],
+    pins: dict[int, int],
+    found: dict[int, chain.End],
+    old_seal: str | None,
+    seen_old_seal: list[bool],
 ) -> Iterator[dict]:
-    """Pass the rows on, noting each chain's newest seal up to the pinned id, and the last id."""
+    """Pass the rows on, noting the rows the anchor pinned (on their chains)."""
     for row in rows:
-        if pinned_id is not None and row["id"] <= pinned_id:
-            heads_at_pin[row["chain"]] = row["seal"]
-        last_id[0] = row["id"]
+        if pins.get(row["chain"]) == row["id"]:
+            found[row["chain"]] = chain.End(row["id"], row["seal"])
+        if old_seal is not None and row["seal"] == old_seal:
+            seen_old_seal.append(True)
         yield row
