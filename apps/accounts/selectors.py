@@ -5,9 +5,15 @@ that never lets anyone approve their own request (see provisioning.services).
 """
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.accounts.models import Delegation, MailDomain
+from apps.core.pagination import Branch
+
+# A list page walks each domain's (domain, id) index up to this many domains; past it, one
+# branch takes them all (SQLite refuses a UNION of over 500 parts, and planning a union grows
+# with its parts, while someone with that many domains sees most of the table anyway).
+MAX_DOMAIN_BRANCHES = 50
 
 REQUEST_NEW_DOMAIN = "accounts.request_new_domain"
 APPROVE_NEW_DOMAIN = "accounts.approve_new_domain"
@@ -28,6 +34,21 @@ def domain_names_for(user: AbstractBaseUser, role: str | None = None) -> QuerySe
     if role is not None:
         delegations = delegations.filter(role=role)
     return delegations.values("domain__name")
+
+
+def domain_branches(user: AbstractBaseUser, *, per_domain: bool) -> list[Branch]:
+    """The domains `user` holds a role in, as branches of a list page's union: one per domain
+    (their names are read now) when `per_domain` and they are not too many, else one."""
+    if per_domain:
+        names = list(
+            domain_names_for(user)
+            .order_by()
+            .distinct()
+            .values_list("domain__name", flat=True)[: MAX_DOMAIN_BRANCHES + 1]
+        )
+        if len(names) <= MAX_DOMAIN_BRANCHES:
+            return [Branch(Q(domain=name)) for name in names]
+    return [Branch(Q(domain__in=domain_names_for(user)))]
 
 
 def holds_role(user: AbstractBaseUser, role: str, domain: str) -> bool:

@@ -8,7 +8,12 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from apps.accounts.models import Delegation
-from apps.accounts.selectors import domain_names_for, holds_role, may_approve_new_domain
+from apps.accounts.selectors import (
+    domain_branches,
+    domain_names_for,
+    holds_role,
+    may_approve_new_domain,
+)
 from apps.core.pagination import Branch
 from apps.provisioning.models import ProvisioningRequest
 
@@ -32,12 +37,7 @@ def request_scope(
         return [Branch(Q(requested_by=user))]
     if user.is_superuser:
         return None
-    if per_domain:
-        names = domain_names_for(user).order_by().distinct()
-        domains = [Branch(Q(domain=name)) for name in names.values_list("domain__name", flat=True)]
-    else:
-        domains = [Branch(Q(domain__in=domain_names_for(user)))]
-    branches = [Branch(Q(requested_by=user)), *domains]
+    branches = [Branch(Q(requested_by=user)), *domain_branches(user, per_domain=per_domain)]
     if may_approve_new_domain(user):
         branches.append(Branch(Q(kind=Kind.CREATE_DOMAIN)))
     return branches
