@@ -160,6 +160,7 @@ class Bench:
                 [f"--audit={SMALL_AUDIT_ROWS}", f"--requests={own}", f"--own-requests={own}"],
             ),
         ]:
+            arguments.append("--throwaway-database")  # production settings, fresh databases
             with self.on(database):
                 call_command("migrate", verbosity=0)
                 started = time.monotonic()

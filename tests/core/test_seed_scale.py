@@ -25,7 +25,8 @@ Status = ProvisioningRequest.Status
 
 def seed(*arguments: str) -> str:
     output = io.StringIO()
-    call_command("seed_scale", *arguments, stdout=output)
+    # Tests run with DEBUG off, as a deployment does.
+    call_command("seed_scale", "--throwaway-database", *arguments, stdout=output)
     return output.getvalue()
 
 
@@ -147,6 +148,17 @@ def test_bad_counts_are_refused_and_nothing_is_written(arguments, message):
     with pytest.raises(CommandError, match=message):
         seed(*arguments)
     assert written() == (0, 0, 0, 0)
+
+
+def test_production_settings_are_refused_unless_the_database_is_called_a_throwaway(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DJANGO_DEBUG is false: this looks like a deployment"):
+        call_command("seed_scale", "--audit", "5", "--requests", "5", stdout=io.StringIO())
+    assert written() == (0, 0, 0, 0)
+
+    settings.DEBUG = True
+    call_command("seed_scale", "--audit", "5", "--requests", "5", stdout=io.StringIO())
+    assert AuditEvent.objects.count() > 0
 
 
 def test_more_than_a_small_count_needs_postgresql():

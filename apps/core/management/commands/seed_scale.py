@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection, models, transaction
@@ -52,6 +53,12 @@ class Command(BaseCommand):
             action="store_true",
             help="add to a database that an earlier run of seed_scale started (never to another)",
         )
+        parser.add_argument(
+            "--throwaway-database",
+            action="store_true",
+            help="run with production settings (DJANGO_DEBUG=false): say so only for a database "
+            "made for measuring, never a deployment's",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         audit_rows, requests = options["audit"], options["requests"]
@@ -63,6 +70,13 @@ class Command(BaseCommand):
                                    ("--own-requests", own, requests)]:  # fmt: skip
             if not 0 <= value <= limit:
                 raise CommandError(f"{name} must be between 0 and {limit:,} (got {value:,}).")
+        if not settings.DEBUG and not options["throwaway_database"]:
+            # A freshly migrated deployment is empty too, and its log could never be cleaned.
+            raise CommandError(
+                "DJANGO_DEBUG is false: this looks like a deployment, whose audit log could never "
+                "be rid of a million fake rows. For a database made only for measuring, pass "
+                "--throwaway-database."
+            )
         postgresql = connection.vendor == "postgresql"
         if not postgresql and audit_rows + requests > SMALL_COUNT:
             raise CommandError(
