@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+import requests
 from cryptography.fernet import Fernet
 from psycopg import sql
 
@@ -262,15 +263,16 @@ class Environment:
         url = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:
+            """The portal itself answers (not only gunicorn's socket): the app loaded."""
             if not process.alive():
                 raise RuntimeError(f"gunicorn died:\n{process.text()}")
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-            except OSError:
+                health = requests.get(f"{url}/healthz", headers={"Host": "localhost"}, timeout=2)
+            except requests.RequestException:
                 return False
+            return health.status_code == 200
 
-        wait_for(answers, 30, "gunicorn to start")
+        wait_for(answers, 30, "gunicorn to serve the portal")
         return url
 
     def start_beat(self) -> Process:
