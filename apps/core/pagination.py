@@ -54,6 +54,8 @@ def page_size_field() -> forms.TypedChoiceField:
         coerce=int,
         empty_value=None,
         required=False,
+        # static/js/maildesk.js sends the form when the size changes (no Filter click needed).
+        widget=forms.Select(attrs={"data-submit-on-change": "true"}),
         error_messages={
             "invalid_choice": "Choose 10, 25, 50 or 100 rows per page; this page shows the default."
         },

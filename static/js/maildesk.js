@@ -42,6 +42,12 @@
     input.select();
   });
 
+  // A choice that only changes the view (the page size) applies at once.
+  document.addEventListener("change", function (event) {
+    const field = event.target.closest("[data-submit-on-change]");
+    if (field && field.form) field.form.requestSubmit();
+  });
+
   document.addEventListener("submit", function (event) {
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();

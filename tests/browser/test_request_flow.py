@@ -126,6 +126,12 @@ def test_no_page_breaks_the_content_security_policy(browser, live_server, root, 
         page.wait_for_load_state("networkidle")
     page.goto(f"{base}/requests/new/create-mailbox/")
     page.get_by_role("button", name="Generate").click()  # our own script still runs
-
     assert page.get_by_label("Initial password").input_value() != ""
+    page.goto(f"{base}/requests/?status=pending")
+    with page.expect_navigation():
+        page.get_by_label("Per page").select_option("10")  # applies without a Filter click
+
+    assert "size=10" in page.url
+    assert "status=pending" in page.url
+    assert page.get_by_label("Per page").input_value() == "10"
     assert violations == []
