@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from bench.environment import production_environment
-from bench.measure import median, percentile
+from bench.measure import median, percentile, verdict
 from chaos.harness import DOMAIN, USER_PASSWORD, Environment
 
 TARGET = 1.2
@@ -139,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{percentile(values, 0.95) * 1000:6.1f} ms"
         )
     ratio = percentile(real, 0.95) / percentile(stubbed, 0.95)
-    print(
-        f"   p95 real / stubbed = {ratio:.2f} (target <= {TARGET}: "
-        f"{'PASS' if ratio <= TARGET else 'FAIL'})"
-    )
+    print(f"   p95 real / stubbed = {ratio:.2f} (target <= {TARGET}: {verdict(ratio <= TARGET)})")
     print(f"\nApproval benchmark done in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -19,8 +19,6 @@ Bounded: about 20 seconds.
 
 import contextlib
 import os
-import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +34,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from apps.iredadmin.client import IRedAdminClient  # noqa: E402 (needs the path above)
 from apps.iredadmin.emulator_http import EmulatorControl  # noqa: E402
+from bench.measure import cpu_seconds, median, own_cpu_seconds  # noqa: E402
+from chaos.harness import free_port  # noqa: E402
 
 ADMIN = "bench@admin.example.net"
 ADMIN_PASSWORD = "Bench-Admin-1!"  # noqa: S105 (throwaway, for a local emulator)
@@ -48,23 +48,11 @@ class RunningEmulator:
     control: EmulatorControl
     pid: int
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the emulator process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
 
 @contextlib.contextmanager
 def emulator_process(latency: float = 0.0) -> Iterator[RunningEmulator]:
     """`manage.py iredadmin_emulator` in its own process, on a free port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = [
         sys.executable, "manage.py", "iredadmin_emulator", "--port", str(port),
         "--admin-username", ADMIN, "--latency", str(latency), "--domain", "example.com",
@@ -123,10 +111,6 @@ def calls_per_second(work: Callable[[int], None], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def client_overhead(rounds: int = 5, calls: int = 300) -> tuple[float, float]:
     """Median calls/s of the client and of bare requests, measured in alternating rounds."""
     with emulator_process() as server:
@@ -181,10 +165,10 @@ def main() -> None:
     print(f"   ratio client / bare = {client_rate / bare_rate:.2f}\n")
 
     with emulator_process() as server:
-        emulator_before, client_before = server.cpu_seconds(), own_cpu_seconds()
+        emulator_before, client_before = cpu_seconds(server.pid), own_cpu_seconds()
         calls, elapsed = threaded_calls(server, 8, 3.0)
         rate = calls / elapsed
-        emulator_per_call = (server.cpu_seconds() - emulator_before) / calls
+        emulator_per_call = (cpu_seconds(server.pid) - emulator_before) / calls
         client_per_call = (own_cpu_seconds() - client_before) / calls
     print(f"2. Emulator ceiling (8 client threads, no latency, 3 s): {rate:.0f} calls/s")
     print(

@@ -55,3 +55,8 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
+
+
+def verdict(ok: bool) -> str:
+    """How a benchmark line reads against its target."""
+    return "PASS" if ok else "FAIL"

@@ -33,7 +33,13 @@ from pathlib import Path
 import requests
 
 from bench.environment import production_environment
-from bench.measure import cpu_seconds, own_cpu_seconds, postgres_cpu_seconds, rss_mib
+from bench.measure import (
+    cpu_seconds,
+    own_cpu_seconds,
+    postgres_cpu_seconds,
+    rss_mib,
+    verdict,
+)
 from chaos.harness import ADMIN, ADMIN_PASSWORD, DOMAIN, MAILBOX_PASSWORD, Environment, Process
 
 TARGET_THROUGHPUT = 0.90
@@ -44,7 +50,7 @@ _runs = itertools.count(1)
 class Run:
     """One timed run: how many requests (or calls), how long, and what it cost."""
 
-    label: str
+    threads: int
     count: int
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)  # process kind -> CPU seconds
@@ -131,7 +137,7 @@ def bare_loop(env: Environment, *, threads: int, count: int, latency: float) -> 
     seconds = time.perf_counter() - started
     if errors:
         raise RuntimeError(f"the bare loop's calls failed: {errors[:3]}")
-    return Run(f"bare {threads}", count, seconds, meter.stop(), env.control.stats())
+    return Run(threads, count, seconds, meter.stop(), env.control.stats())
 
 
 # --- The pipeline ------------------------------------------------------------------------------
@@ -268,8 +274,7 @@ def pipeline(
         stats = env.control.stats()
     finally:
         stop_workers(env, workers)
-    label = f"{'naive ' if launcher != 'celery' else ''}pipeline {threads}"
-    return Run(label, count, (finished - released).total_seconds(), cpu, stats)
+    return Run(threads, count, (finished - released).total_seconds(), cpu, stats)
 
 
 def memory(
@@ -294,15 +299,11 @@ def memory(
         stats = env.control.stats()
     finally:
         stop_workers(env, [worker])
-    run = Run(f"pipeline {threads}", count, (finished - released).total_seconds(), stats=stats)
+    run = Run(threads, count, (finished - released).total_seconds(), stats=stats)
     return samples, run
 
 
 # --- Report ------------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, Run]]:
@@ -349,13 +350,12 @@ def sessions_section(env: Environment, count: int, results: dict, long_run: Run)
             f"   {what:28} {run.rate:10.0f} {logins:7d} {calls:6d} {connections:12d} "
             f"{1000 * logins / calls:19.1f} {connections / calls:17.4f}"
         )
-    threads = int(long_run.label.split()[-1])
     per_thousand = 1000 * long_run.stats.get("logins", 0) / long_run.api_calls
     per_call = long_run.stats.get("connections", 0) / long_run.api_calls
     print(
         f"   over {long_run.count:,} requests: logins per 1,000 calls {per_thousand:.1f} (target "
-        f"<= {threads} threads: {verdict(per_thousand <= threads)}), connections per call "
-        f"{per_call:.4f} (target <= 0.01: {verdict(per_call <= 0.01)})"
+        f"<= {long_run.threads} threads: {verdict(per_thousand <= long_run.threads)}), "
+        f"connections per call {per_call:.4f} (target <= 0.01: {verdict(per_call <= 0.01)})"
     )
     print(f"   speed-up of the pipeline over the naive worker: {good.rate / naive.rate:.2f}")
 

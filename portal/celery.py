@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -17,12 +17,12 @@ app.autodiscover_tasks()
 
 
 @task_prerun.connect
-@task_postrun.connect
 def _check_database_connections(**kwargs: Any) -> None:
-    """Around each task, what Django does around each web request.
+    """Before each task, what Django does between web requests.
 
     Connections persist across tasks (CELERY_DB_REUSE_MAX); this closes one that broke (the
-    database restarted) or outlived CONN_MAX_AGE, so the next query opens a fresh one.
+    database restarted) or outlived CONN_MAX_AGE, so the next query opens a fresh one. Once
+    per task is enough: checking again after the task would find what the next check finds.
     """
     from django.db import close_old_connections
 

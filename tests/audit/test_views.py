@@ -21,6 +21,7 @@ from apps.audit.services import audit_record
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import USER_PASSWORD
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -43,12 +44,6 @@ EXPORT_COLUMNS = [
 
 
 # --- Helpers -----------------------------------------------------------------------------------
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def record(

@@ -7,7 +7,6 @@ a bad setting in the environment stops gunicorn with a message, not a traceback.
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,11 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
+from tests.helpers import free_port
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # What the TLS-terminating proxy in front of gunicorn sends.
 PROXY = {"Host": "portal.example.net", "X-Forwarded-Proto": "https", "X-Forwarded-For": "10.0.0.9"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def production(tmp_path: Path, **variables: str) -> dict[str, str]:

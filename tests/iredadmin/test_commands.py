@@ -15,6 +15,7 @@ from apps.iredadmin.client import IRedAdminClient
 from apps.iredadmin.emulator import LEGACY
 from apps.iredadmin.errors import TransientError
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+from tests.helpers import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -93,12 +94,6 @@ class TestIredadminCheck:
 
         assert status == 1
         assert "not usable" in err
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def manage(*args: str, **env: str) -> subprocess.Popen:

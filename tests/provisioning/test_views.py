@@ -16,6 +16,7 @@ from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest, RequestComment
 from apps.provisioning.selectors import requests_visible_to
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -83,12 +84,6 @@ def create_url(slug: str) -> str:
 def text(response) -> str:
     """The page as a person reads it: entities decoded."""
     return html.unescape(response.content.decode())
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def row(item: ProvisioningRequest) -> dict[str, Any]:
