@@ -17,7 +17,7 @@ set (`verify_password`); a domain by comparing its settings with the ones we ask
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from apps.accounts.models import MailDomain
 from apps.audit.models import AuditEvent
-from apps.audit.services import audit_record
+from apps.audit.services import audit_append, audit_event
 from apps.core.encryption import SealError, unseal
 from apps.iredadmin.client import IRedAdminClient
 from apps.iredadmin.config import thread_client
@@ -42,6 +42,7 @@ from apps.iredadmin.errors import (
     TransientError,
     describe,
 )
+from apps.provisioning.group_commit import GroupCommit
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.publishing import publish_execution
 
@@ -89,13 +90,13 @@ class AttemptResult:
 
 def request_execute(*, request_id: int) -> None:
     """Run one attempt of a request, if it is ready and no other worker holds it."""
-    request = _claim(request_id)
+    request = _claims.submit(request_id)
     if request is None:
         # A duplicate delivery, a request already done, or one another worker holds.
         logger.info("Request %s: nothing to do (not ready, or another worker has it)", request_id)
         return
     result = _attempt(request)
-    _record(request, result)
+    _records.submit((request, result))
 
 
 def requests_sweep() -> int:
@@ -124,117 +125,187 @@ def requests_sweep() -> int:
 
 
 # --- Claim and record --------------------------------------------------------------------------
+# The threads of a process claim together and record together (apps.provisioning.group_commit):
+# one transaction, one chain lock and one audit INSERT for every thread that arrived at once.
 
 
-# The claim in one statement that also returns the row: the ORM would need an UPDATE and then
+# The claim in one statement that also returns the rows: the ORM would need an UPDATE and then
 # a SELECT, and building both is most of a claim's cost. Same conditions as the sweeper's.
 _CLAIM_SQL = """
     UPDATE provisioning_provisioningrequest
     SET status = 'running', attempts = attempts + 1, lease_expires_at = %s, updated_at = %s,
         -- Taking over from a worker that died mid-call: the server may have changed.
         outcome_uncertain = (status = 'running' OR outcome_uncertain)
-    WHERE id = %s
+    WHERE id IN ({ids})
       AND ((status = 'queued' AND (not_before IS NULL OR not_before <= %s))
            OR (status = 'running' AND lease_expires_at < %s))
     RETURNING *
 """
 
 
-def _claim(request_id: int) -> ProvisioningRequest | None:
+def _claim_together(request_ids: Sequence[int]) -> list[ProvisioningRequest | None]:
+    """Claim these requests (each None if not ready), each with its `api.call` audit row."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
+    unique = sorted(set(request_ids))
+    sql = _CLAIM_SQL.format(ids=", ".join(["%s"] * len(unique)))
     with transaction.atomic():
-        claimed = ProvisioningRequest.objects.raw(
-            _CLAIM_SQL, [at(lease), at(now), request_id, at(now), at(now)]
+        claimed = {
+            request.pk: request
+            for request in ProvisioningRequest.objects.raw(
+                sql, [at(lease), at(now), *unique, at(now), at(now)]
+            )
+        }
+        audit_append(
+            [
+                audit_event(
+                    action="api.call",
+                    request=request,
+                    details={
+                        "operation": OPERATIONS[request.kind],
+                        "attempt": request.attempts,
+                        "reconcile_first": request.outcome_uncertain,
+                    },
+                )
+                for _, request in sorted(claimed.items())
+            ]
         )
-        request = next(iter(claimed), None)
-        if request is None:
-            return None
-        audit_record(
-            action="api.call",
-            request=request,
-            details={
-                "operation": OPERATIONS[request.kind],
-                "attempt": request.attempts,
-                "reconcile_first": request.outcome_uncertain,
-            },
-        )
-    return request
+    # The same request delivered twice at once: only the first delivery makes the call.
+    return [claimed.pop(request_id, None) for request_id in request_ids]
 
 
-def _record(request: ProvisioningRequest, result: AttemptResult) -> None:
+def _record_together(attempts: Sequence[tuple[ProvisioningRequest, AttemptResult]]) -> list[None]:
+    """Record the outcome of these attempts, with their audit rows, in one transaction."""
     now = timezone.now()
+    # In the order of their ids, as every process does: two transactions recording the same
+    # requests then lock them in the same order, and cannot deadlock.
+    in_order = sorted(attempts, key=lambda attempt: attempt[0].pk)
+    with transaction.atomic():
+        recorded = _record_successes(
+            [(request, result) for request, result in in_order if result.succeeded], now
+        )
+        events = []
+        for request, result in in_order:
+            if result.succeeded:
+                recorded_here = request.pk in recorded
+                events.append(_event(request, result, "api.succeeded", recorded=recorded_here))
+            else:
+                events.append(_record_failure(request, result, now))
+        audit_append(events)
+    return [None] * len(attempts)
+
+
+# Successes change every request the same way (but for the message): one UPDATE for all.
+# Fenced like `_record_failure`: only the attempt that still holds a request records its outcome.
+_SUCCEEDED_SQL = """
+    UPDATE provisioning_provisioningrequest
+    SET status = 'succeeded', finished_at = %s, updated_at = %s, lease_expires_at = NULL,
+        sealed_password = '', result_code = '', result_message = %s,
+        needs_operator = %s, operator_wait_since = NULL, outcome_uncertain = %s
+    WHERE status = 'running' AND ({attempts})
+    RETURNING id
+"""
+
+
+def _record_successes(
+    attempts: list[tuple[ProvisioningRequest, AttemptResult]], now: Any
+) -> set[int]:
+    """Mark these attempts succeeded; returns the ids of the requests they still held."""
+    at = connection.ops.adapt_datetimefield_value
+    recorded: set[int] = set()
+    by_message: dict[str, list[ProvisioningRequest]] = {}
+    for request, result in attempts:
+        by_message.setdefault(result.message, []).append(request)
+    for message, requests in by_message.items():
+        fence = " OR ".join(["(id = %s AND attempts = %s)"] * len(requests))
+        pairs = [value for request in requests for value in (request.pk, request.attempts)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SUCCEEDED_SQL.format(attempts=fence),
+                [at(now), at(now), message, False, False, *pairs],
+            )
+            recorded.update(row[0] for row in cursor.fetchall())
+    for request, _ in attempts:
+        if request.pk in recorded:
+            _apply_to_portal(request)
+    return recorded
+
+
+_claims = GroupCommit(_claim_together)
+_records = GroupCommit(_record_together)
+
+
+def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: Any) -> AuditEvent:
+    """Record a failed attempt (in the caller's transaction); returns its audit row, to write."""
     attempts_in_run = request.attempts - request.attempts_before_run
     decision = _decide(request, result, now, attempts_in_run)
-    with transaction.atomic():
-        # Fenced: only the attempt that still holds the request may record its outcome.
-        mine = ProvisioningRequest.objects.filter(
-            pk=request.pk, status=Status.RUNNING, attempts=request.attempts
+    # Fenced: only the attempt that still holds the request may record its outcome.
+    mine = ProvisioningRequest.objects.filter(
+        pk=request.pk, status=Status.RUNNING, attempts=request.attempts
+    )
+    common = {
+        "lease_expires_at": None,
+        "needs_operator": result.needs_operator,
+        "operator_wait_since": decision.operator_wait_since,
+        "outcome_uncertain": request.outcome_uncertain or result.may_have_taken_effect,
+        "updated_at": now,
+    }
+    if decision.retry_in is not None:
+        delay = decision.retry_in
+        recorded = mine.update(
+            **common,
+            status=Status.QUEUED,
+            queued_at=now,
+            not_before=now + timedelta(seconds=delay),
+            # Waiting for an operator does not use up the request's tries.
+            attempts_before_run=F("attempts_before_run") + int(result.needs_operator),
+            result_code=result.code[:200],
+            result_message=result.message,
         )
-        common = {
-            "lease_expires_at": None,
-            "needs_operator": result.needs_operator,
-            "operator_wait_since": decision.operator_wait_since,
-            "outcome_uncertain": (request.outcome_uncertain or result.may_have_taken_effect)
-            and not result.succeeded,
-            "updated_at": now,
-        }
-        if result.succeeded:
-            recorded = mine.update(
-                **common,
-                status=Status.SUCCEEDED,
-                finished_at=now,
-                sealed_password="",
-                result_code="",
-                result_message=result.message,
-            )
-            if recorded:
-                _apply_to_portal(request)
-            action, outcome = "api.succeeded", Outcome.SUCCESS
-        elif decision.retry_in is not None:
-            delay = decision.retry_in
-            recorded = mine.update(
-                **common,
-                status=Status.QUEUED,
-                queued_at=now,
-                not_before=now + timedelta(seconds=delay),
-                # Waiting for an operator does not use up the request's tries.
-                attempts_before_run=F("attempts_before_run") + int(result.needs_operator),
-                result_code=result.code[:200],
-                result_message=result.message,
-            )
-            if recorded:
-                transaction.on_commit(lambda: publish_execution(request.pk, countdown=delay))
-            action, outcome = "api.retry_scheduled", Outcome.FAILURE
-        else:
-            recorded = mine.update(
-                **common,
-                status=Status.FAILED,
-                finished_at=now,
-                sealed_password="",
-                result_code=result.code[:200],
-                result_message=decision.message,
-            )
-            action, outcome = "api.failed", Outcome.FAILURE
-        details: dict[str, Any] = {"attempt": request.attempts}
-        if result.reconciled:
-            details["reconciled"] = True
-        if result.message:
-            details["explanation"] = result.message
-        if decision.retry_in is not None:
-            details["retry_in_seconds"] = round(decision.retry_in, 1)
-        if not recorded:
-            # Another worker took the request over (our lease expired); keep what we learnt.
-            action = "api.result_discarded"
-            details["would_have_been"] = "succeeded" if result.succeeded else result.code
-        audit_record(
-            action=action,
-            request=request,
-            outcome=outcome,
-            message=result.code,
-            details=details,
+        if recorded:
+            transaction.on_commit(lambda: publish_execution(request.pk, countdown=delay))
+        action = "api.retry_scheduled"
+    else:
+        recorded = mine.update(
+            **common,
+            status=Status.FAILED,
+            finished_at=now,
+            sealed_password="",
+            result_code=result.code[:200],
+            result_message=decision.message,
         )
+        action = "api.failed"
+    return _event(request, result, action, recorded=bool(recorded), retry_in=decision.retry_in)
+
+
+def _event(
+    request: ProvisioningRequest,
+    result: AttemptResult,
+    action: str,
+    *,
+    recorded: bool,
+    retry_in: float | None = None,
+) -> AuditEvent:
+    """The audit row of an attempt's outcome (`recorded`: whether the request took it)."""
+    details: dict[str, Any] = {"attempt": request.attempts}
+    if result.reconciled:
+        details["reconciled"] = True
+    if result.message:
+        details["explanation"] = result.message
+    if retry_in is not None:
+        details["retry_in_seconds"] = round(retry_in, 1)
+    if not recorded:
+        # Another worker took the request over (our lease expired); keep what we learnt.
+        action = "api.result_discarded"
+        details["would_have_been"] = "succeeded" if result.succeeded else result.code
+    return audit_event(
+        action=action,
+        request=request,
+        outcome=Outcome.SUCCESS if result.succeeded else Outcome.FAILURE,
+        message=result.code,
+        details=details,
+    )
 
 
 @dataclass(frozen=True)

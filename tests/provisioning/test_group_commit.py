@@ -1,0 +1,146 @@
+"""Group commit: threads that arrive together share one write, and each gets its own answer."""
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from apps.provisioning.group_commit import GroupCommit
+
+
+class Writer:
+    """A write_batch that records its batches; it can hold a batch until released."""
+
+    def __init__(self, *, fail_batches: bool = False, fail_item: object = None) -> None:
+        self.batches: list[list] = []
+        self.fail_batches = fail_batches
+        self.fail_item = fail_item
+        self.holding = threading.Event()  # set once a batch is being written
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, items: Sequence) -> list:
+        self.holding.set()
+        self.release.wait(10)
+        self.batches.append(list(items))
+        if self.fail_batches and len(items) > 1:
+            raise RuntimeError("the batch failed")
+        if self.fail_item in items:
+            raise ValueError(f"item {self.fail_item} failed")
+        return [f"answer {item}" for item in items]
+
+
+def submit_in_threads(group: GroupCommit, items: list) -> dict:
+    """Each item submitted from its own thread: item -> its answer, or the error it raised."""
+    answers: dict = {}
+
+    def run(item: object) -> None:
+        try:
+            answers[item] = group.submit(item)
+        except Exception as error:
+            answers[item] = error
+
+    threads = [threading.Thread(target=run, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return answers
+
+
+def arriving_while_a_batch_is_written(group: GroupCommit, writer: "Writer", items: list) -> dict:
+    """Item 0 is being written while `items` arrive, each from its own thread; their answers."""
+    writer.release.clear()
+    first = threading.Thread(target=group.submit, args=(0,))
+    first.start()
+    assert writer.holding.wait(5)
+    answers: dict = {}
+    others = threading.Thread(target=lambda: answers.update(submit_in_threads(group, items)))
+    others.start()
+    while len(group._waiting) < len(items):  # the test waits until all of them are queued
+        threading.Event().wait(0.01)
+    writer.release.set()
+    first.join(5)
+    others.join(10)
+    return answers
+
+
+def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own():
+    writer = Writer()
+
+    assert GroupCommit(writer).submit(1) == "answer 1"
+    assert writer.batches == [[1]]
+
+
+def test_items_arriving_while_a_batch_is_written_share_the_next_batch():
+    writer = Writer()
+    items = list(range(1, 10))
+
+    answers = arriving_while_a_batch_is_written(GroupCommit(writer), writer, items)
+
+    assert writer.batches == [[0], items]
+    assert answers == {item: f"answer {item}" for item in items}
+
+
+def test_batches_are_capped_and_every_item_is_written_exactly_once():
+    writer = Writer()
+    items = list(range(1, 11))
+
+    answers = arriving_while_a_batch_is_written(GroupCommit(writer, largest=4), writer, items)
+
+    written = sorted(item for batch in writer.batches for item in batch)
+    assert written == list(range(11))
+    assert [len(batch) for batch in writer.batches] == [1, 4, 4, 2]
+    assert answers == {item: f"answer {item}" for item in items}
+
+
+def test_the_leader_leaves_once_its_own_batch_is_written():
+    """A thread does not keep writing for others after its own item is done."""
+    writer = Writer()
+    group = GroupCommit(writer)
+    writer.release.clear()
+    leader_done = threading.Event()
+    leader = threading.Thread(target=lambda: (group.submit("lead"), leader_done.set()))
+    leader.start()
+    assert writer.holding.wait(5)
+    follower = threading.Thread(target=group.submit, args=("next",))
+    follower.start()
+    while len(group._waiting) < 1:
+        threading.Event().wait(0.01)
+    writer.holding.clear()
+    writer.release.set()
+    assert leader_done.wait(5)
+    follower.join(5)
+
+    assert writer.batches == [["lead"], ["next"]]
+
+
+def test_a_failed_batch_is_written_again_item_by_item_and_only_its_owner_sees_an_error():
+    writer = Writer(fail_batches=True, fail_item=3)
+
+    answers = arriving_while_a_batch_is_written(GroupCommit(writer), writer, [1, 2, 3, 4])
+
+    assert writer.batches == [[0], [1, 2, 3, 4], [1], [2], [3], [4]]
+    assert isinstance(answers.pop(3), ValueError)
+    assert answers == {1: "answer 1", 2: "answer 2", 4: "answer 4"}
+
+
+def test_an_error_of_a_lone_item_reaches_its_thread():
+    with pytest.raises(ValueError, match="item 7 failed"):
+        GroupCommit(Writer(fail_item=7)).submit(7)
+
+
+def test_a_write_that_answers_the_wrong_number_of_items_is_an_error_for_all():
+    group = GroupCommit(lambda items: [])
+
+    with pytest.raises(RuntimeError, match="0 answers for 1 items"):
+        group.submit("x")
+
+
+def test_after_an_error_the_next_item_leads_again():
+    writer = Writer(fail_item=1)
+    group = GroupCommit(writer)
+    with pytest.raises(ValueError, match="item 1 failed"):
+        group.submit(1)
+
+    assert group.submit(2) == "answer 2"
