@@ -8,6 +8,11 @@ One attempt:
    overwrite a newer attempt's, sets the outcome with its audit row; the sealed password is
    wiped in the same transaction when the request ends.
 
+The threads of a worker process that reach step 1 (or step 3) at the same time share one
+transaction for it (apps.provisioning.group_commit): under load most of a claim's or a
+record's cost is per transaction, not per request. Each request keeps its own conditions,
+fence and audit row; a lone request is written at once, as before.
+
 Reconciliation. When an attempt may have changed the server without us learning the result
 (its answer was lost, or its worker died mid-call), the request is marked `outcome_uncertain`
 and the next attempt reads the account back before creating anything. A read alone cannot tell
