@@ -1,6 +1,6 @@
 """How close does the pipeline come to the server's own limit?
 
-    python -m bench.pipeline [--quick]
+    python -m bench.pipeline [--quick] [--throughput-only] [--count N]
 
 Every figure is a ratio of runs made side by side in this one run, on the production setup
 (bench.environment): PostgreSQL, Redis, `celery worker` processes with the threads pool, the
@@ -385,8 +385,14 @@ def scaling_section(env: Environment, count: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="only the throughput rows (section 1)"
+    )
+    parser.add_argument("--count", type=int, help="requests per throughput run (default 500)")
     args = parser.parse_args(argv)
-    count = 100 if args.quick else 500
+    count = args.count or (100 if args.quick else 500)
+    if count < 10:
+        parser.error("--count must be at least 10")
     memory_count = 1500 if args.quick else 10_000
     started = time.monotonic()
 
@@ -397,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     with production_environment(Path(tempfile.mkdtemp(prefix="maildesk-bench-"))) as env:
         results = throughput_section(env, count)
         print(took())
+        if args.throughput_only:
+            return 0
         samples, long_run = memory(env, threads=16, count=memory_count, latency=0.005)
         sessions_section(env, count, results, long_run)
         print(took())
