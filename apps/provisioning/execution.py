@@ -183,8 +183,9 @@ def _claim_together(request_ids: Sequence[int]) -> list[ProvisioningRequest | No
 def _record_together(attempts: Sequence[tuple[ProvisioningRequest, AttemptResult]]) -> list[None]:
     """Record the outcome of these attempts, with their audit rows, in one transaction."""
     now = timezone.now()
-    # In the order of their ids, as every process does: two transactions recording the same
-    # requests then lock them in the same order, and cannot deadlock.
+    # In the order of their ids: row locks and audit rows come in a stable order. Should two
+    # transactions still deadlock (PostgreSQL then ends one), the batch that failed is written
+    # again one request at a time.
     in_order = sorted(attempts, key=lambda attempt: attempt[0].pk)
     with transaction.atomic():
         recorded = _record_successes(
