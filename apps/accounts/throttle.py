@@ -5,8 +5,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.audit.models import AuditEvent
-from apps.audit.services import audit_record
+from apps.audit.services import audit_refused_sign_in
 
 
 def address_is_throttled(ip: str) -> bool:
@@ -23,10 +22,4 @@ def address_is_throttled(ip: str) -> bool:
 
 
 def record_address_refusal(username: str | None, ip: str) -> None:
-    audit_record(
-        action="auth.address_throttled",
-        actor_label=(username or "(no username)")[:150],
-        ip=ip,
-        outcome=AuditEvent.Outcome.REFUSED,
-        details={"username": (username or "")[:150]},
-    )
+    audit_refused_sign_in("auth.address_throttled", username, ip)

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from apps.accounts.middleware import SEEN, STARTED
 from apps.audit.models import AuditEvent
-from apps.audit.services import audit_record
+from apps.audit.services import ACTOR_LABEL_LIMIT, audit_record, audit_refused_sign_in
 from apps.core.http import client_ip
 
 
@@ -38,7 +38,7 @@ def record_failed_login(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     # `credentials` has the password already masked by Django; only the username is kept.
-    username = str(credentials.get("username", ""))[:150]
+    username = str(credentials.get("username", ""))[:ACTOR_LABEL_LIMIT]
     audit_record(
         action="auth.login_failed",
         actor_label=username or "(no username)",
@@ -53,10 +53,4 @@ def record_lockout(
     sender: Any, request: HttpRequest | None, username: str | None, ip_address: str | None,
     **kwargs: Any,
 ) -> None:  # fmt: skip
-    audit_record(
-        action="auth.locked_out",
-        actor_label=(username or "(no username)")[:150],
-        ip=ip_address,
-        outcome=AuditEvent.Outcome.REFUSED,
-        details={"username": (username or "")[:150]},
-    )
+    audit_refused_sign_in("auth.locked_out", username, ip_address)

@@ -1,14 +1,11 @@
 """Reads of the audit log, through the reader's scope."""
 
-from functools import reduce
-from operator import or_
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
 from apps.accounts.selectors import domain_branches, is_auditor
 from apps.audit.models import AuditEvent
-from apps.core.pagination import Branch
+from apps.core.pagination import Branch, within
 from apps.provisioning.models import ProvisioningRequest
 
 
@@ -36,8 +33,4 @@ def event_scope(user: AbstractBaseUser, *, per_domain: bool = False) -> list[Bra
 
 def events_visible_to(user: AbstractBaseUser) -> QuerySet[AuditEvent]:
     """The events of `event_scope` as one queryset (the export, lookups)."""
-    events = AuditEvent.objects.all()
-    branches = event_scope(user)
-    if branches is None:
-        return events
-    return events.filter(reduce(or_, (branch.where for branch in branches)))
+    return within(AuditEvent.objects.all(), event_scope(user))

@@ -13,6 +13,7 @@ from apps.audit.models import AuditEvent
 
 WORKER = "worker"
 MESSAGE_LIMIT = 2000
+ACTOR_LABEL_LIMIT = AuditEvent._meta.get_field("actor_label").max_length
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -34,10 +35,25 @@ def sanitise_message(message: str) -> str:
     return cleaned
 
 
-def audit_record(**fields: Any) -> AuditEvent:
-    """Append one event (the fields of `audit_event`). Never pass a password or a cookie in
-    `message` or `details`."""
-    (event,) = audit_append([audit_event(**fields)])
+def audit_record(
+    *,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str | None = None,
+    ip: str | None = None,
+    request: AuditedRequest | None = None,
+    target: str = "",
+    domain: str = "",
+    outcome: str = AuditEvent.Outcome.INFO,
+    message: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event. Never pass a password or a cookie in `message` or `details`."""
+    event = audit_event(
+        action=action, actor=actor, actor_label=actor_label, ip=ip, request=request,
+        target=target, domain=domain, outcome=outcome, message=message, details=details,
+    )  # fmt: skip
+    audit_append([event])
     return event
 
 
@@ -54,9 +70,11 @@ def audit_event(
     message: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """An event, not yet written: `audit_append` writes it."""
+    """An event, not yet written (`audit_append` writes it); the arguments of `audit_record`."""
     if actor_label is None:
         actor_label = actor.get_username() if actor is not None else WORKER
+    # The column's length: a username typed at sign-in can be any length.
+    actor_label = actor_label[:ACTOR_LABEL_LIMIT]
     event = AuditEvent(
         actor=actor,
         actor_label=actor_label,
@@ -76,6 +94,8 @@ def audit_event(
 
 def audit_append(events: list[AuditEvent]) -> list[AuditEvent]:
     """Write events, in this order, on this thread's chain: one lock and one INSERT for all."""
+    if not events:
+        return events  # no lock to take: nothing to chain
     # Chained last in the caller's transaction: the chain lock is held until its commit. No
     # savepoint: if the insert fails, the caller's change must not commit without its rows.
     with transaction.atomic(savepoint=False):
@@ -87,13 +107,21 @@ def audit_append(events: list[AuditEvent]) -> list[AuditEvent]:
             event.seal = previous = chain.seal(
                 previous, {name: getattr(event, name) for name in chain.SEALED_FIELDS}
             )
-        if len(events) == 1:
-            events[0].save(force_insert=True)
-        else:
-            # Ids follow the order of the rows, as the chain needs: one multi-row INSERT
-            # takes them from the sequence row by row.
-            AuditEvent.objects.bulk_create(events)
+        # Ids follow the order of the rows, as the chain needs: one multi-row INSERT takes
+        # them from the sequence row by row.
+        AuditEvent.objects.bulk_create(events)
     return events
+
+
+def audit_refused_sign_in(action: str, username: str | None, ip: str | None) -> None:
+    """A sign-in refused before its password was checked (locked out, or its address throttled)."""
+    audit_record(
+        action=action,
+        actor_label=username or "(no username)",
+        ip=ip,
+        outcome=AuditEvent.Outcome.REFUSED,
+        details={"username": (username or "")[:ACTOR_LABEL_LIMIT]},
+    )
 
 
 def _normalised_ip(ip: str | None) -> str | None:

@@ -26,7 +26,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     before, size = None, PAGE_SIZE
     if filters.is_valid():
         events = filters.apply(events)
-        before, size = filters.cleaned_data["before"], filters.cleaned_data["size"] or PAGE_SIZE
+        before, size = filters.cleaned_data["before"], filters.cleaned_data["size"]
     else:
         messages.error(request, "Some filters were not understood: fix them to filter the log.")
     page = keyset_page(

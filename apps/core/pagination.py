@@ -11,6 +11,8 @@ late in the table (a domain added last month) paid for every older row on their 
 """
 
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 from typing import Generic, TypeVar
 
 from django import forms
@@ -46,6 +48,14 @@ class Branch:
     walk: bool = True
 
 
+def within(queryset: QuerySet[T], branches: list[Branch] | None) -> QuerySet[T]:
+    """The rows of any of `branches` as one filter (None: every row): for lookups and exports,
+    which are not paged."""
+    if branches is None:
+        return queryset
+    return queryset.filter(reduce(or_, (branch.where for branch in branches)))
+
+
 def page_size_field() -> forms.TypedChoiceField:
     """The `size` field of a list's filter form: empty means the list's default."""
     return forms.TypedChoiceField(
@@ -57,9 +67,16 @@ def page_size_field() -> forms.TypedChoiceField:
         # static/js/maildesk.js sends the form when the size changes (no Filter click needed).
         widget=forms.Select(attrs={"data-submit-on-change": "true"}),
         error_messages={
-            "invalid_choice": "Choose 10, 25, 50 or 100 rows per page; this page shows the default."
+            "invalid_choice": (
+                f"Choose {_sizes_in_words()} rows per page; this page shows the default."
+            )
         },
     )
+
+
+def _sizes_in_words() -> str:
+    *others, last = (str(size) for size in PAGE_SIZES)
+    return f"{', '.join(others)} or {last}"
 
 
 def with_default_size(query: QueryDict, size: int) -> QueryDict:

@@ -150,17 +150,15 @@ _CLAIM_SQL = """
 
 def _claim_together(request_ids: Sequence[int]) -> list[ProvisioningRequest | None]:
     """Claim these requests (each None if not ready), each with its `api.call` audit row."""
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
+    clock = timezone.now()
+    now, lease = at(clock), at(clock + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS))
     unique = sorted(set(request_ids))
     sql = _CLAIM_SQL.format(ids=", ".join(["%s"] * len(unique)))
     with transaction.atomic():
         claimed = {
             request.pk: request
-            for request in ProvisioningRequest.objects.raw(
-                sql, [at(lease), at(now), *unique, at(now), at(now)]
-            )
+            for request in ProvisioningRequest.objects.raw(sql, [lease, now, *unique, now, now])
         }
         audit_append(
             [
@@ -208,7 +206,7 @@ _SUCCEEDED_SQL = """
     UPDATE provisioning_provisioningrequest
     SET status = 'succeeded', finished_at = %s, updated_at = %s, lease_expires_at = NULL,
         sealed_password = '', result_code = '', result_message = %s,
-        needs_operator = %s, operator_wait_since = NULL, outcome_uncertain = %s
+        needs_operator = FALSE, operator_wait_since = NULL, outcome_uncertain = FALSE
     WHERE status = 'running' AND ({attempts})
     RETURNING id
 """
@@ -229,12 +227,12 @@ def _record_successes(
         with connection.cursor() as cursor:
             cursor.execute(
                 _SUCCEEDED_SQL.format(attempts=fence),
-                [at(now), at(now), message, False, False, *pairs],
+                [at(now), at(now), message, *pairs],
             )
             recorded.update(row[0] for row in cursor.fetchall())
     for request, _ in attempts:
         if request.pk in recorded:
-            _apply_to_portal(request)
+            _apply_to_portal(request, now)
     return recorded
 
 
@@ -354,14 +352,12 @@ def _backoff(attempt_in_run: int) -> float:
     return random.uniform(0, ceiling)  # noqa: S311 (jitter, not a secret)
 
 
-def _apply_to_portal(request: ProvisioningRequest) -> None:
+def _apply_to_portal(request: ProvisioningRequest, now: Any) -> None:
     """Keep the portal's list of domains in step with the server."""
     if request.kind == Kind.CREATE_DOMAIN:
         MailDomain.objects.update_or_create(name=request.domain, defaults={"is_active": True})
     elif request.kind == Kind.DELETE_DOMAIN:
-        MailDomain.objects.filter(name=request.domain).update(
-            is_active=False, updated_at=timezone.now()
-        )
+        MailDomain.objects.filter(name=request.domain).update(is_active=False, updated_at=now)
 
 
 # --- One attempt -------------------------------------------------------------------------------

@@ -26,12 +26,11 @@ Answer = TypeVar("Answer")
 class _Slot(Generic[Item, Answer]):
     """One thread's item, and then its answer (or the exception writing it raised)."""
 
-    __slots__ = ("answer", "error", "finished", "item", "leads", "wake")
+    __slots__ = ("answer", "error", "finished", "item", "wake")
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.wake = threading.Event()  # set when finished, or when this thread is to lead
-        self.leads = False
         self.finished = False
         self.answer: Answer | None = None
         self.error: BaseException | None = None
@@ -62,9 +61,9 @@ class GroupCommit(Generic[Item, Answer]):
         slot: _Slot[Item, Answer] = _Slot(item)
         with self._lock:
             self._waiting.append(slot)
-            if not self._leader_busy:
-                self._leader_busy = slot.leads = True
-        if not slot.leads:
+            leads = not self._leader_busy
+            self._leader_busy = True
+        if not leads:
             slot.wake.wait()
         if not slot.finished:  # woken to lead: the batch includes this thread's own item
             self._lead()
@@ -81,9 +80,7 @@ class GroupCommit(Generic[Item, Answer]):
         finally:
             with self._lock:
                 if self._waiting:
-                    successor = self._waiting[0]
-                    successor.leads = True
-                    successor.wake.set()
+                    self._waiting[0].wake.set()  # not finished: it leads the next batch
                 else:
                     self._leader_busy = False
             for slot in batch:

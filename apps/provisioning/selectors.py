@@ -1,8 +1,5 @@
 """Reads of requests, always through the user's scope: outside it a request does not exist."""
 
-from functools import reduce
-from operator import or_
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
@@ -14,7 +11,7 @@ from apps.accounts.selectors import (
     holds_role,
     may_approve_new_domain,
 )
-from apps.core.pagination import Branch
+from apps.core.pagination import Branch, within
 from apps.provisioning.models import ProvisioningRequest
 
 Kind = ProvisioningRequest.Kind
@@ -46,10 +43,7 @@ def request_scope(
 def requests_visible_to(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
     """The requests of `request_scope` as one queryset."""
     requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
-    branches = request_scope(user)
-    if branches is None:
-        return requests
-    return requests.filter(reduce(or_, (branch.where for branch in branches)))
+    return within(requests, request_scope(user))
 
 
 def request_get_for_user(*, user: AbstractBaseUser, code: str) -> ProvisioningRequest:

@@ -91,7 +91,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
             requests = requests.filter(Q(target=data["target"]) | Q(domain=data["target"]))
         if data["ticket"]:
             requests = requests.filter(ticket=data["ticket"].strip())
-        before, size, mine = data["before"], data["size"] or PAGE_SIZE, data["mine"]
+        before, size, mine = data["before"], data["size"], data["mine"]
     else:
         messages.error(request, "Some filters were not understood; showing all requests.")
     page = keyset_page(
