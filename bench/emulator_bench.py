@@ -1,7 +1,8 @@
 """How fast is the emulator, and what does the client cost on top of bare HTTP?
 
-Run with `make bench` (or `python bench/emulator_bench.py`). Every figure is a ratio of two
-measurements taken side by side in this one run, so machine noise affects both sides alike.
+Run with `make bench BENCH_ARGS="--only emulator"` (or `python -m bench.emulator_bench`).
+Every figure is a ratio of two measurements taken side by side in this one run, so machine
+noise affects both sides alike.
 The emulator runs in its own process (`manage.py iredadmin_emulator`), as it does beside the
 portal's worker, so the clients measured here do not share its interpreter lock.
 Bounded: about 20 seconds.

@@ -1,15 +1,10 @@
 """Small steps that several test modules take."""
 
-import socket
-
 from django.test import Client
 
+from chaos.harness import free_port
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+__all__ = ["free_port", "logged_in"]
 
 
 def logged_in(user) -> Client:
