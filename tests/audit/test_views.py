@@ -6,6 +6,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,7 +22,7 @@ from apps.audit.services import audit_record
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import USER_PASSWORD
-from tests.helpers import logged_in
+from tests.helpers import list_address, logged_in, queries_at_sizes
 
 pytestmark = pytest.mark.django_db
 
@@ -88,9 +89,7 @@ def submit(requester, *, kind: str = Kind.CREATE_MAILBOX, target: str = "new.use
     )
 
 
-def list_url(**query: str) -> str:
-    address = reverse("audit:list")
-    return f"{address}?{'&'.join(f'{key}={value}' for key, value in query.items())}"
+list_url = partial(list_address, "audit:list")
 
 
 def shown_ids(response) -> list[int]:
@@ -448,27 +447,11 @@ def busy_log(alice, bob, dave, carol) -> None:
         record("api.call", actor=carol, target=f"u{number}@other.org", domain="other.org")
 
 
-def page_cost(client: Client, address: str) -> tuple[int, int, int | None]:
-    """(SQL queries, rows shown, the next page's `before`) of one page."""
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(address)
-    assert response.status_code == 200
-    page = response.context["page"]
-    return len(queries), len(page.items), page.next_before
-
-
 @pytest.mark.parametrize("reader", ["audrey", "bob"])
 def test_a_page_costs_the_same_queries_at_size_10_and_100(request, busy_log, reader):
     # bob is scoped (example.com, his own actions and requests); the rows have several actors,
     # so that a query per row (an N+1) would cost 90 more at size 100.
-    client = logged_in(request.getfixturevalue(reader))
-    client.get(list_url(size="10"))  # warm up (session, permissions)
-    costs = {}
-    for size in (10, 100):
-        queries, shown, older = page_cost(client, list_url(size=str(size)))
-        deeper_queries, deeper_shown, _ = page_cost(client, list_url(size=str(size), before=older))
-        assert shown == deeper_shown == size, "both pages must be full"
-        costs[size] = (queries, deeper_queries)
+    costs = queries_at_sizes(logged_in(request.getfixturevalue(reader)), list_url)
 
     assert costs[10] == costs[100]
     assert costs[10][0] == costs[10][1]

@@ -7,17 +7,16 @@ certainly holds several requests; the writes themselves are the real ones.
 
 import threading
 from collections.abc import Sequence
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 from apps.iredadmin.emulator import Fault
 from apps.provisioning import execution
 from apps.provisioning.group_commit import GroupCommit
 from apps.provisioning.models import ProvisioningRequest
-from tests.provisioning.test_execution import actions, approved_mailbox
+from tests.helpers import verify_audit
+from tests.provisioning.test_execution import PASSWORD, actions, approved_mailbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,9 +50,14 @@ def watch(monkeypatch, group: GroupCommit, hold_for: int) -> Batches:
 
 
 def execute_in_threads(request_ids: list[int]) -> None:
+    """Each id executed by its own thread, as the task threads of one worker process would."""
+    errors: list[BaseException] = []
+
     def worker_thread(request_id: int) -> None:
         try:
             execution.request_execute(request_id=request_id)
+        except BaseException as error:
+            errors.append(error)
         finally:
             connection.close()
 
@@ -62,12 +66,8 @@ def execute_in_threads(request_ids: list[int]) -> None:
         thread.start()
     for thread in threads:
         thread.join(30)
-
-
-def verify_audit() -> str:
-    out = StringIO()
-    call_command("verify_audit", stdout=out)
-    return out.getvalue()
+        assert not thread.is_alive(), "a worker thread is stuck"
+    assert not errors, errors
 
 
 def test_requests_claimed_and_recorded_together_each_get_their_own_call_and_audit_trail(
@@ -93,7 +93,7 @@ def test_requests_claimed_and_recorded_together_each_get_their_own_call_and_audi
         assert actions(request) == [
             "request.submitted", "request.approved", "api.call", "api.succeeded",
         ]  # fmt: skip
-    assert "intact" in verify_audit()
+    assert "intact" in verify_audit()[1]
 
 
 def test_one_request_delivered_twice_in_the_same_batch_is_called_once(
@@ -113,6 +113,28 @@ def test_one_request_delivered_twice_in_the_same_batch_is_called_once(
     assert mail_server.emulator.stats()["calls"]["POST user"] == 2
     assert actions(twice).count("api.call") == 1
     assert actions(other).count("api.call") == 1
+
+
+def test_successes_recorded_together_keep_their_own_messages(alice, bob, mail_server, monkeypatch):
+    """Plain successes and ones confirmed by reading back (whose answer was lost before)."""
+    plain = [approved_mailbox(alice, bob, f"plain{n}@example.com") for n in range(2)]
+    confirmed = [approved_mailbox(alice, bob, f"again{n}@example.com") for n in range(2)]
+    for request in confirmed:  # an earlier attempt created it, and its answer was lost
+        mail_server.emulator.add_mailbox(request.target, PASSWORD)
+        ProvisioningRequest.objects.filter(pk=request.pk).update(outcome_uncertain=True)
+    records = watch(monkeypatch, execution._records, hold_for=3)
+
+    execute_in_threads([request.pk for request in plain + confirmed])
+
+    assert records.sizes == [1, 3]  # the second batch holds both kinds
+    for request in plain + confirmed:
+        request.refresh_from_db()
+        assert request.status == Status.SUCCEEDED
+    assert [request.result_message for request in plain] == ["", ""]
+    assert {request.result_message for request in confirmed} == {
+        "Created by an earlier attempt whose answer was lost (confirmed on the server)."
+    }
+    assert "intact" in verify_audit()[1]
 
 
 def test_different_outcomes_recorded_together_each_take_their_own_path(
@@ -143,4 +165,4 @@ def test_different_outcomes_recorded_together_each_take_their_own_path(
     assert actions(fine)[-1] == "api.succeeded"
     assert actions(taken)[-1] == "api.failed"
     assert actions(busy)[-1] == "api.retry_scheduled"
-    assert "intact" in verify_audit()
+    assert "intact" in verify_audit()[1]

@@ -11,9 +11,12 @@ from apps.provisioning.group_commit import GroupCommit
 class Writer:
     """A write_batch that records its batches; it can hold a batch until released."""
 
-    def __init__(self, *, fail_batches: bool = False, fail_item: object = None) -> None:
+    def __init__(
+        self, *, fail_batches: bool = False, fail_item: object = None, stop_batches: bool = False
+    ) -> None:
         self.batches: list[list] = []
         self.fail_batches = fail_batches
+        self.stop_batches = stop_batches
         self.fail_item = fail_item
         self.holding = threading.Event()  # set once a batch is being written
         self.release = threading.Event()
@@ -25,6 +28,8 @@ class Writer:
         self.batches.append(list(items))
         if self.fail_batches and len(items) > 1:
             raise RuntimeError("the batch failed")
+        if self.stop_batches and len(items) > 1:
+            raise KeyboardInterrupt
         if self.fail_item in items:
             raise ValueError(f"item {self.fail_item} failed")
         return [f"answer {item}" for item in items]
@@ -37,7 +42,7 @@ def submit_in_threads(group: GroupCommit, items: list) -> dict:
     def run(item: object) -> None:
         try:
             answers[item] = group.submit(item)
-        except Exception as error:
+        except BaseException as error:
             answers[item] = error
 
     threads = [threading.Thread(target=run, args=(item,)) for item in items]
@@ -123,6 +128,17 @@ def test_a_failed_batch_is_written_again_item_by_item_and_only_its_owner_sees_an
     assert writer.batches == [[0], [1, 2, 3, 4], [1], [2], [3], [4]]
     assert isinstance(answers.pop(3), ValueError)
     assert answers == {1: "answer 1", 2: "answer 2", 4: "answer 4"}
+
+
+def test_a_batch_stopped_by_the_process_stopping_is_done_for_nobody():
+    """Not an error of the items (no writing them again): every thread of the batch sees it."""
+    writer = Writer(stop_batches=True)
+
+    answers = arriving_while_a_batch_is_written(GroupCommit(writer), writer, [1, 2])
+
+    assert writer.batches == [[0], [1, 2]]
+    assert all(isinstance(answer, KeyboardInterrupt) for answer in answers.values())
+    assert sorted(answers) == [1, 2]
 
 
 def test_an_error_of_a_lone_item_reaches_its_thread():

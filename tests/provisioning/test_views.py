@@ -3,6 +3,7 @@
 import html
 import random
 import re
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest, RequestComment
 from apps.provisioning.selectors import requests_visible_to
-from tests.helpers import logged_in
+from tests.helpers import list_address, logged_in, queries_at_sizes
 
 pytestmark = pytest.mark.django_db
 
@@ -1266,18 +1267,11 @@ def busy_requests(alice, bob, dave, carol, root) -> None:
     ProvisioningRequest.objects.bulk_create(rows)
 
 
-def list_url(**query: str) -> str:
-    return f"{reverse('provisioning:list')}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
+list_url = partial(list_address, "provisioning:list")
 
 
-def page_cost(client: Client, address: str) -> tuple[int, int, int | None]:
-    """(SQL queries, rows shown, the next page's `before`) of one page."""
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(address)
-    assert response.status_code == 200
-    page = response.context["page"]
+def every_row_shown(response, page) -> None:
     assert len(shown_codes(response)) == len(page.items)
-    return len(queries), len(page.items), page.next_before
 
 
 @pytest.mark.parametrize(
@@ -1288,15 +1282,7 @@ def test_a_list_page_costs_the_same_queries_at_size_10_and_100(
     request, busy_requests, reader, query
 ):
     client = logged_in(request.getfixturevalue(reader))
-    client.get(list_url(size="10", **query))  # warm up (session, permissions)
-    costs = {}
-    for size in (10, 100):
-        queries, shown, older = page_cost(client, list_url(size=str(size), **query))
-        deeper_queries, deeper_shown, _ = page_cost(
-            client, list_url(size=str(size), before=str(older), **query)
-        )
-        assert shown == deeper_shown == size, "both pages must be full"
-        costs[size] = (queries, deeper_queries)
+    costs = queries_at_sizes(client, partial(list_url, **query), check=every_row_shown)
 
     assert costs[10] == costs[100]
     assert costs[10][0] == costs[10][1]

@@ -10,6 +10,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -90,5 +91,21 @@ def test_a_failed_read_back_of_a_mailbox_does_not_show_its_password():
 
     assert "in _confirm_own_mailbox" in report
     assert "in verify_user_password" in report
+    assert password not in report
+    assert "Adm1n-Pa55!" not in report
+
+
+@responses.activate
+def test_a_failed_creation_of_a_mailbox_does_not_show_its_password():
+    password = canary()
+    responses.post(f"{API}/login", json={"_success": True}, headers={"Set-Cookie": "s=1"})
+    responses.post(f"{API}/user/new@example.com", body=requests.ConnectionError("reset"))
+    client = IRedAdminClient(API, "postmaster@example.com", "Adm1n-Pa55!", dialect="current")
+    request = SimpleNamespace(target="new@example.com", parameters={}, outcome_uncertain=False)
+
+    report = report_of(lambda: execution._create_mailbox(client, request, password), TransientError)
+
+    assert "in _create_mailbox" in report
+    assert "in create_user" in report
     assert password not in report
     assert "Adm1n-Pa55!" not in report

@@ -52,6 +52,13 @@ def enrol(client: Client, user) -> bytes:
     return key
 
 
+def test_the_page_asked_for_comes_back_whole_after_enrolment(required, bob):
+    """Its query string is encoded into `next`, not cut at its first `&`."""
+    answer = signed_in("bob").get("/requests/?status=pending&mine=on")
+
+    assert answer["Location"] == f"{TWO_FACTOR}?next=/requests/%3Fstatus%3Dpending%26mine%3Don"
+
+
 def test_an_approver_must_set_up_a_second_factor_before_anything_else(required, bob):
     client = signed_in("bob")
 
