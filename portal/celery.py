@@ -9,8 +9,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_prerun
 
+from portal import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
+broker.install()
 app = Celery("maildesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
