@@ -19,7 +19,7 @@ from apps.iredadmin.client import forget_login_refusals
 from apps.iredadmin.config import reset_thread_client
 from apps.iredadmin.emulator import LEGACY, Fault
 from apps.provisioning import services
-from apps.provisioning.execution import request_execute, requests_sweep
+from apps.provisioning.execution import _claim_together, request_execute, requests_sweep
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import ADMIN_PASSWORD
 
@@ -63,6 +63,24 @@ def actions(request) -> list[str]:
 def make_due(request) -> None:
     """Skip the backoff wait (test setup: the clock, not the code under test)."""
     ProvisioningRequest.objects.filter(pk=request.pk).update(not_before=timezone.now())
+
+
+def test_a_claimed_request_reads_as_the_orm_reads_it(alice, bob):
+    request = approved_mailbox(alice, bob)
+    # Values of every kind that comes back converted: dates, booleans, a UUID, JSON.
+    ProvisioningRequest.objects.filter(pk=request.pk).update(
+        needs_operator=True, operator_wait_since=timezone.now() - timedelta(minutes=3)
+    )
+
+    (claimed,) = _claim_together([request.pk])
+
+    stored = ProvisioningRequest.objects.get(pk=request.pk)
+    for field in ProvisioningRequest._meta.concrete_fields:
+        mine, theirs = getattr(claimed, field.attname), getattr(stored, field.attname)
+        assert (mine, type(mine)) == (theirs, type(theirs)), field.name
+    assert claimed.parameters["quota_mb"] == 300
+    assert (claimed.status, claimed.attempts) == (Status.RUNNING, 1)
+    assert not claimed._state.adding
 
 
 class TestSuccess:
