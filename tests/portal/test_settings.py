@@ -29,6 +29,8 @@ print(json.dumps({
     "DEBUG": settings.DEBUG,
     "ENGINE": settings.DATABASES["default"]["ENGINE"],
     "DB_NAME": str(settings.DATABASES["default"]["NAME"]),
+    "DB_OPTIONS": {k: v for k, v in settings.DATABASES["default"]["OPTIONS"].items()
+                   if isinstance(v, (bool, int, str))},
     "BROKER": app.conf.broker_url,
     "TRANSPORT_OPTIONS": app.conf.broker_transport_options,
     "IREDADMIN": {k: v for k, v in settings.IREDADMIN.items() if k != "PASSWORD"},
@@ -76,6 +78,7 @@ def test_the_embedded_defaults_need_no_server(tmp_path):
     assert values["DEBUG"] is True
     assert values["ENGINE"] == "django.db.backends.sqlite3"
     assert values["DB_NAME"] == str(tmp_path / "var" / "maildesk.sqlite3")
+    assert "server_side_binding" not in values["DB_OPTIONS"]
     assert values["BROKER"] == "filesystem://"
     assert values["TRANSPORT_OPTIONS"]["data_folder_in"] == str(tmp_path / "var/broker/queue")
     assert (tmp_path / "var" / "broker" / "queue").is_dir()
@@ -88,6 +91,7 @@ def test_database_url_switches_to_postgresql(tmp_path):
 
     assert values["ENGINE"] == "django.db.backends.postgresql"
     assert values["DB_NAME"] == "maildesk"
+    assert values["DB_OPTIONS"]["server_side_binding"] is True
 
 
 def test_celery_broker_url_switches_to_redis(tmp_path):
