@@ -175,12 +175,14 @@ class Environment:
 
     # --- Processes ---------------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str], **overrides: str) -> Process:
+    def _spawn(
+        self, name: str, command: list[str], *, cwd: Path = PROJECT_DIR, **overrides: str
+    ) -> Process:
         log = self.workdir / f"{name}-{len(self.processes)}.log"
         with log.open("w") as output:
             popen = subprocess.Popen(
                 command,
-                cwd=PROJECT_DIR,
+                cwd=cwd,
                 env={**self.environment, **overrides},
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -233,15 +235,23 @@ class Environment:
         self.control.seed(domains=[{"domain": DOMAIN}])
 
     def start_worker(
-        self, *, concurrency: int = 4, wait: bool = True, launcher: str = "celery", **overrides: str
+        self,
+        *,
+        concurrency: int = 4,
+        wait: bool = True,
+        launcher: str = "celery",
+        project_dir: Path = PROJECT_DIR,
+        **overrides: str,
     ) -> Process:
-        """A `celery worker` process (`launcher`: the module run with -m, celery's or a wrapper)."""
+        """A `celery worker` process (`launcher`: the module run with -m, celery's or a wrapper;
+        `project_dir`: the checkout whose code it runs, this one or another revision's)."""
         name = f"worker{len(self.processes)}"
         process = self._spawn(
             name,
             [sys.executable, "-m", launcher, "-A", "portal", "worker", "--pool", "threads",
              "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"{name}@chaos",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=project_dir,
             **overrides,
         )  # fmt: skip
         if wait:
