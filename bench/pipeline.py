@@ -334,9 +334,6 @@ def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, R
     print(f"1. Throughput: {count} create-mailbox requests per run, pipeline / bare loop")
     print("   latency threads procs  bare/s pipeline/s  ratio  CPU ms per request: worker + "
           "PostgreSQL + emulator  cores for 0.90")  # fmt: skip
-    # Not reported: the fresh environment settles first (PostgreSQL vacuums and analyses the
-    # new database, caches fill); whichever run came first here used to be the slowest.
-    pipeline(env, threads=8, count=min(count, 200), latency=0.05)
     results = {}
     bares: dict[tuple, Run] = {}
     # 8 threads in one process, and spread over two as deploy/Procfile runs them: one process

@@ -47,7 +47,6 @@ def summary(name: str, runs: list[Run]) -> dict[str, float]:
 def alternate(env, base: Path, args: argparse.Namespace) -> dict[str, list[Run]]:
     """`args.rounds` runs of each worker, alternating which goes first."""
     latency = args.latency_ms / 1000
-    pipeline(env, threads=8, count=200, latency=latency)  # settles the fresh environment
     runs: dict[str, list[Run]] = {"base": [], "this": []}
     for number in range(args.rounds):
         for name in ["base", "this"] if number % 2 == 0 else ["this", "base"]:
