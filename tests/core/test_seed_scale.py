@@ -172,3 +172,45 @@ def test_no_rows_at_all_is_valid():
 
     assert AuditEvent.objects.count() == ProvisioningRequest.objects.count() == 0
     assert "The audit log is intact: 0 row(s)." in verify_audit()[1]
+
+
+REFUSAL = "maildesk_test_refuses_rows"
+
+
+def refuse_new_rows(model) -> None:
+    """From now on the database itself refuses every new row of `model`'s table: a real
+    database error, not a mock. DDL is transactional on PostgreSQL and SQLite alike, so the
+    test's rollback takes the refusal away again."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # NOT VALID: rows already there are not checked, every new one is.
+            cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {REFUSAL} CHECK (false) NOT VALID")
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER {REFUSAL} BEFORE INSERT ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END"
+            )
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        # Written by the ORM, after the domains and the first people.
+        pytest.param(Delegation, id="people's roles"),
+        # The last rows written, after the domains, the people and the requests (by COPY on
+        # PostgreSQL, by INSERT elsewhere).
+        pytest.param(AuditEvent, id="audit rows"),
+    ],
+)
+def test_a_database_error_midway_stops_with_a_message_and_writes_nothing(refused):
+    refuse_new_rows(refused)
+
+    # A CommandError is what manage.py prints as one line, with no traceback; any other
+    # exception reaches the person as a traceback.
+    with pytest.raises(CommandError) as stopped:
+        seed("--audit", "500", "--requests", "50", "--own-requests", "5")
+
+    assert str(stopped.value).startswith("The database refused the rows; nothing was written: ")
+    assert REFUSAL in str(stopped.value)  # the database's own reason
+    assert written() == (0, 0, 0, 0)

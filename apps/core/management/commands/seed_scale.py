@@ -152,7 +152,13 @@ def _copy(model: type[models.Model], rows: Iterator[dict[str, Any]]) -> int:
         ", ".join(connection.ops.quote_name(f.column) for f in fields),
     )
     count = 0
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+    # COPY goes to psycopg's cursor directly, past the wrapper that turns psycopg's errors into
+    # Django's DatabaseError (which the command reports as a message, not a traceback).
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.copy(statement) as copy,
+    ):
         for row in rows:
             values = [row[name] for name in names]
             for i in json_columns:
