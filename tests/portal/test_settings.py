@@ -6,6 +6,7 @@ because settings are read once per process.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,44 @@ class TestEnvironmentReaders:
         monkeypatch.setenv("TOKEN_FILE", str(tmp_path / "missing"))
         with pytest.raises(ImproperlyConfigured, match="cannot be read"):
             env.env_secret("TOKEN")
+
+
+# Production's own services: with these, maildesk.W001-W005 have nothing to say.
+PRODUCTION_SERVICES = {
+    "DATABASE_URL": "postgres://maildesk@db.example.net/maildesk",
+    "CELERY_BROKER_URL": "redis://redis.example.net:6379/0",
+    "IREDADMIN_URL": "https://mail.example.net/iredadmin/api",
+}
+
+
+def check_ids(output: str) -> list[str]:
+    """The ids of the issues `manage.py check` printed, e.g. ["maildesk.W006"]."""
+    return re.findall(r"^\?: \(([\w.]+)\) ", output, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("proxy_count", ["0", ""], ids=["zero", "unset"])
+def test_w006_fires_alone_when_production_expects_a_proxy_but_counts_none(tmp_path, proxy_count):
+    result = deploy_check(tmp_path, **PRODUCTION_SERVICES, MAILDESK_PROXY_COUNT=proxy_count)
+
+    assert result.returncode != 0
+    assert check_ids(result.stderr) == ["maildesk.W006"]
+
+
+@pytest.mark.parametrize("proxy_count", ["1", "2"])
+def test_w006_is_silent_once_the_proxy_count_is_set(tmp_path, proxy_count):
+    result = deploy_check(tmp_path, **PRODUCTION_SERVICES, MAILDESK_PROXY_COUNT=proxy_count)
+
+    assert result.returncode == 0, result.stderr
+    assert "maildesk.W006" not in result.stderr
+
+
+def test_w006_is_silent_when_no_proxy_is_expected(tmp_path):
+    # Debug mode (runserver) trusts no X-Forwarded-Proto, so it expects no proxy in front.
+    result = deploy_check(
+        tmp_path, **PRODUCTION_SERVICES, DJANGO_DEBUG="true", DJANGO_ALLOWED_HOSTS="localhost",
+        MAILDESK_PROXY_COUNT="0",
+    )  # fmt: skip
+
+    issues = check_ids(result.stderr)
+    assert "security.W018" in issues  # the checks ran: DEBUG on in a deployment
+    assert "maildesk.W006" not in issues

@@ -8,14 +8,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django_otp.oath import totp
 
 from apps.accounts.middleware import SEEN, STARTED
+from apps.accounts.services import ENROLMENT_KEY
 from apps.audit.models import AuditEvent
 from tests.conftest import USER_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
+TWO_FACTOR = "/accounts/two-factor/"
 
 
 def sign_in(client: Client, username: str, password: str, ip: str = "192.0.2.10"):
@@ -181,3 +185,104 @@ class TestSessions:
         assert session_cookie["samesite"] == "Lax"
         csrf_cookie = client.cookies["csrftoken"]
         assert csrf_cookie["httponly"]
+
+
+class TestAddressCoolOff:
+    SPRAYER = "198.51.100.7"
+
+    def spray(self, client: Client, settings) -> None:
+        """Fail the address's limit, two passwords per username (below the per-pair limit)."""
+        settings.MAILDESK_LOGIN_ADDRESS_FAILURE_LIMIT = 6
+        for number in range(3):
+            for _ in range(2):
+                sign_in(client, f"user{number}", "Summer2026!", ip=self.SPRAYER)
+
+    def age_the_failures(self, age: timedelta) -> None:
+        # The throttle reads django-axes' records of the failures and their times; aging them
+        # is the clock moving on (as in the per-pair cool-off test above).
+        AccessAttempt.objects.filter(ip_address=self.SPRAYER).update(
+            attempt_time=timezone.now() - age
+        )
+
+    def test_the_address_is_still_refused_just_before_the_cool_off_ends(
+        self, client, alice, settings
+    ):
+        self.spray(client, settings)
+        self.age_the_failures(settings.AXES_COOLOFF_TIME - timedelta(minutes=1))
+
+        refused = sign_in(client, "alice", USER_PASSWORD, ip=self.SPRAYER)
+
+        assert refused.status_code == 200
+        assert "Too many failed sign-ins from your network" in refused.content.decode()
+        assert "_auth_user_id" not in client.session
+
+    def test_the_address_may_sign_in_again_once_the_cool_off_has_passed(
+        self, client, alice, settings
+    ):
+        self.spray(client, settings)
+        refused = sign_in(client, "alice", USER_PASSWORD, ip=self.SPRAYER)
+        assert "Too many failed sign-ins from your network" in refused.content.decode()
+        # A refusal tries no password, so it records no failure: the wait is not prolonged.
+        assert AccessAttempt.objects.filter(ip_address=self.SPRAYER).count() == 3
+
+        self.age_the_failures(settings.AXES_COOLOFF_TIME + timedelta(seconds=1))
+        answer = sign_in(client, "alice", USER_PASSWORD, ip=self.SPRAYER)
+
+        assert answer.status_code == 302
+        assert "_auth_user_id" in client.session
+        assert AuditEvent.objects.filter(action="auth.address_throttled").count() == 1
+        signed_in = AuditEvent.objects.get(action="auth.login")
+        assert (signed_in.actor, signed_in.actor_ip) == (alice, self.SPRAYER)
+
+
+class TestNextOverHttps:
+    """In production the portal sits behind an HTTPS proxy (SECURE_PROXY_SSL_HEADER): after
+    sign-in or the second factor, a `next` that leads back to plain HTTP, even on this very
+    host, is not followed (it would send the session's first page over the network in clear)."""
+
+    HOST = "portal.example.net"
+
+    @pytest.fixture
+    def production(self, settings) -> None:
+        settings.ALLOWED_HOSTS = [self.HOST]
+        settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        settings.SECURE_SSL_REDIRECT = True
+        settings.SESSION_COOKIE_SECURE = True
+        settings.CSRF_COOKIE_SECURE = True
+
+    def behind_the_proxy(self) -> Client:
+        return Client(HTTP_HOST=self.HOST, HTTP_X_FORWARDED_PROTO="https")
+
+    @pytest.mark.parametrize(
+        ("scheme", "followed"), [("http", False), ("https", True)], ids=["http", "https"]
+    )
+    def test_sign_in_follows_next_only_over_https(self, production, alice, scheme, followed):
+        target = f"{scheme}://{self.HOST}/requests/"
+        client = self.behind_the_proxy()
+
+        answer = client.post(
+            LOGIN, {"username": "alice", "password": USER_PASSWORD, "next": target}
+        )
+
+        assert answer.status_code == 302
+        assert answer["Location"] == (target if followed else reverse("core:dashboard"))
+        assert "_auth_user_id" in client.session
+
+    @pytest.mark.parametrize(
+        ("scheme", "followed"), [("http", False), ("https", True)], ids=["http", "https"]
+    )
+    def test_the_second_factor_follows_next_only_over_https(
+        self, production, bob, settings, scheme, followed
+    ):
+        settings.MAILDESK_REQUIRE_2FA = True
+        target = f"{scheme}://{self.HOST}/requests/"
+        client = self.behind_the_proxy()
+        assert client.post(LOGIN, {"username": "bob", "password": USER_PASSWORD}).status_code == 302
+        client.get(TWO_FACTOR)  # the enrolment page: its key is kept in this session
+        key = bytes.fromhex(client.session[ENROLMENT_KEY])
+
+        answer = client.post(TWO_FACTOR, {"token": f"{totp(key):06d}", "next": target})
+
+        assert answer.status_code == 302
+        assert answer["Location"] == (target if followed else "/")
+        assert client.get("/requests/").status_code == 200  # verified either way

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.oath import totp
@@ -269,3 +270,70 @@ def test_only_a_person_who_may_change_staff_resets_and_never_a_superusers(requir
     assert TOTPDevice.objects.filter(user=root).exists()
     assert "only a superuser resets one" in answer.content.decode()
     assert AuditEvent.objects.filter(action="auth.2fa_reset").count() == 1
+
+
+def test_the_code_that_set_up_the_device_cannot_be_replayed_in_another_session(required, bob):
+    # Someone who watched bob type his first code, and has his password, signs in elsewhere
+    # within the same 30 seconds: the code is still current, but it was used.
+    owner = signed_in("bob")
+    key = enrolment_key(owner)
+    first_code = code(key)
+    assert owner.post(TWO_FACTOR, {"token": first_code, "next": "/"}).status_code == 302
+    replayer = signed_in("bob")
+
+    answer = replayer.post(TWO_FACTOR, {"token": first_code, "next": "/requests/"})
+
+    assert answer.status_code == 200
+    assert "That code is not right" in answer.content.decode()
+    assert replayer.get("/requests/")["Location"].startswith(TWO_FACTOR)
+    assert AuditEvent.objects.filter(action="auth.2fa_failed", actor=bob).count() == 1
+    assert not AuditEvent.objects.filter(action="auth.2fa_verified").exists()
+
+
+def test_a_code_that_verified_one_session_cannot_be_replayed_in_another(required, bob):
+    key = enrol(signed_in("bob"), bob)
+    # The next time step's code: the enrolment used the current one.
+    used_code = code(key, drift=1)
+    first = signed_in("bob")
+    assert first.post(TWO_FACTOR, {"token": used_code, "next": "/"})["Location"] == "/"
+    replayer = signed_in("bob")
+
+    answer = replayer.post(TWO_FACTOR, {"token": used_code, "next": "/requests/"})
+
+    assert answer.status_code == 200
+    assert "That code is not right" in answer.content.decode()
+    assert replayer.get("/requests/")["Location"].startswith(TWO_FACTOR)
+    assert first.get("/requests/").status_code == 200  # the honest session stays verified
+    assert AuditEvent.objects.filter(action="auth.2fa_verified", actor=bob).count() == 1
+    assert AuditEvent.objects.filter(action="auth.2fa_failed", actor=bob).count() == 1
+
+
+def test_a_superuser_resets_another_superusers_second_factor_and_ends_their_sessions(
+    required, root
+):
+    other_root = make_user("other-root", superuser=True)
+    lost_phone = signed_in("other-root")
+    enrol(lost_phone, other_root)
+    laptop = signed_in("other-root")  # signed in, not yet past the second factor
+    admin = signed_in("root")
+    enrol(admin, root)
+    sessions_before = {lost_phone.session.session_key, laptop.session.session_key}
+
+    answer = admin.post(
+        "/admin/auth/user/",
+        {"action": "reset_two_factor", "_selected_action": [other_root.pk]},
+        follow=True,
+    )
+
+    page = answer.content.decode()
+    assert "Two-factor authentication reset for 1 person(s)" in page
+    assert "left as they were" not in page
+    assert not TOTPDevice.objects.filter(user=other_root).exists()
+    assert TOTPDevice.objects.filter(user=root).exists()
+    assert not Session.objects.filter(session_key__in=sessions_before).exists()
+    for client in (lost_phone, laptop):
+        assert client.get("/requests/")["Location"].startswith("/accounts/login/")
+    assert admin.get("/admin/auth/user/").status_code == 200  # the admin's own session stays
+    reset = AuditEvent.objects.get(action="auth.2fa_reset")
+    assert (reset.actor, reset.target) == (root, "other-root")
+    assert reset.details == {"devices_removed": 1, "sessions_ended": 2}
