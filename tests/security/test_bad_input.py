@@ -20,8 +20,10 @@ Inputs tried per run (approximate: hypothesis's max_examples, plus explicit exam
 - request-list filters: 100 (200 GETs: url-encoded and raw query strings)
 - audit-log filters: 100 (400 GETs: the page and the CSV export, each encoded and raw)
 - client path segments, called directly: 150 addresses and 150 domains
-- about 1,200 generated inputs in all, plus about 40 fixed ones (explicit examples, 12 calendar
-  edges in 3 time zones, 4 well-formed baselines).
+- about 1,200 generated inputs in all, plus about 115 fixed ones: 26 explicit examples, and
+  baselines that fail if a check above became vacuous (27 calendar dates in 3 time zones, 4
+  well-formed request forms, 34 path segments, 13 sign-ins with a hostile or a local `next`,
+  11 pages that must show a hostile text escaped, or not at all).
 
 Product bugs these tests found, now fixed (their minimal inputs stay as explicit examples):
 
@@ -35,11 +37,12 @@ Product bugs these tests found, now fixed (their minimal inputs stay as explicit
   not store the failed attempt (Django's form limits the length on the widget only).
 """
 
+import csv
 import functools
 import re
 import string
 from collections.abc import Callable
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import pytest
 from django.conf import settings as django_settings
@@ -66,6 +69,10 @@ GOOD_TICKET = "HD-1234"
 GOOD_REASON = "New starter in accounting."
 SCRIPT = '<script>alert("xss-probe")</script>'
 IMG = '"><img src=x onerror=alert("xss-probe")>'
+# The baselines' payload, with every character HTML escaping changes, and the text it must
+# become on a page (written out, not computed with Django's `escape`, which is under test).
+PAYLOAD = "<script>alert(1)</script>\"'&"
+PAYLOAD_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&amp;"
 
 
 def bounded(examples: int) -> settings:
@@ -302,6 +309,13 @@ def assert_no_markup_reflected(response) -> None:
     assert b'<img src=x onerror=alert("xss-probe")' not in body
 
 
+def assert_shown_escaped(response) -> None:
+    """The baselines' payload is on the page, as text: escaped, never as markup."""
+    body = response.content.decode()
+    assert PAYLOAD_ESCAPED in body
+    assert "<script>alert(1)" not in body
+
+
 def each_example_rolled_back(test: Callable[..., None]) -> Callable[..., None]:
     """Run each hypothesis example in a savepoint rolled back at its end: what one example
     created (a request, a session, a failed login) cannot turn the next one's valid input into
@@ -350,6 +364,15 @@ def submitted(requester, *, kind: str, target: str) -> ProvisioningRequest:
         ticket=GOOD_TICKET,
         reason=GOOD_REASON,
     )
+
+
+def failed_create_mailbox(requester) -> ProvisioningRequest:
+    """A create-mailbox request that failed, its password destroyed: it may be retried (setup)."""
+    item = submitted(requester, kind=Kind.CREATE_MAILBOX, target="new.user@example.com")
+    ProvisioningRequest.objects.filter(pk=item.pk).update(
+        status=Status.FAILED, sealed_password="", result_code="ALREADY_EXISTS", attempts=1
+    )
+    return item
 
 
 # --- The client's path segments, directly ------------------------------------------------------
@@ -403,6 +426,85 @@ def test_domain_segment_is_refused_or_reaches_exactly_that_domain(domain: str) -
     assert segment.isascii()
     assert segment == validators.normalize_domain(domain)
     assert_path_reaches_exactly("domain", validators.DOMAIN_ROUTE_PATTERN, segment)
+
+
+# Baselines for the two tests above, which return early on a refusal: a client refusing
+# everything, or accepting everything, fails here. Each well-formed value is given with the one
+# segment it must become; `# & = +` are valid in a local part and are percent-encoded in the
+# path (`assert_path_reaches_exactly` checks the server decodes them back to the same address).
+WELL_FORMED_ADDRESSES = [
+    ("jane@example.com", "jane@example.com"),
+    (" Jane.Doe@Example.COM ", "jane.doe@example.com"),
+    ("o#brien@example.com", "o#brien@example.com"),
+    ("a&b=c@example.com", "a&b=c@example.com"),
+    ("jane+news@example.com", "jane+news@example.com"),
+    ("jane@b\u00fccher.example", "jane@xn--bcher-kva.example"),
+]
+HOSTILE_ADDRESSES = [
+    "../admin@example.com",
+    "a/../../domain/example.com@example.com",
+    "a%2F..%2Fb@example.com",
+    "jane@exa%2Fmple.com",
+    "jane@example.com/../x",
+    "jane?x=1@example.com",
+    "jane@example.com?x=1",
+    "jane@example.com#x",
+    "jane doe@example.com",
+    "jane\r\n@example.com",
+    "jane\t@example.com",
+    "jane\x00@example.com",
+    "\u212aate@example.com",
+]
+# No valid domain needs percent-encoding: the route allows only letters, digits, `_ - .`.
+WELL_FORMED_DOMAINS = [
+    ("example.com", "example.com"),
+    ("Example.COM.", "example.com"),
+    ("my-shop.co.uk", "my-shop.co.uk"),
+    ("b\u00fccher.example", "xn--bcher-kva.example"),
+    ("\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", "xn--e1afmkfd.xn--p1ai"),
+]
+HOSTILE_DOMAINS = [
+    "example.com/../user",
+    "../example.com",
+    "example%2Fcom.org",
+    "example.com?x=1",
+    "example.com#x",
+    "exa mple.com",
+    "example.com\r\nHost: evil.example",
+    "exa\tmple.com",
+    "example.com\x00",
+    "",
+]
+
+
+@pytest.mark.parametrize(("address", "segment"), WELL_FORMED_ADDRESSES)
+def test_mail_segment_of_a_well_formed_address_reaches_exactly_that_mailbox(
+    address: str, segment: str
+) -> None:
+    assert _mail_segment(address) == segment
+    assert_path_reaches_exactly("user", validators.MAIL_ROUTE_PATTERN, segment)
+
+
+@pytest.mark.parametrize("address", HOSTILE_ADDRESSES)
+def test_mail_segment_of_an_address_that_could_change_the_path_is_refused(address: str) -> None:
+    with pytest.raises(RejectedError) as refused:
+        _mail_segment(address)
+    assert refused.value.code == "INVALID_MAIL"
+
+
+@pytest.mark.parametrize(("domain", "segment"), WELL_FORMED_DOMAINS)
+def test_domain_segment_of_a_well_formed_domain_reaches_exactly_that_domain(
+    domain: str, segment: str
+) -> None:
+    assert _domain_segment(domain) == segment
+    assert_path_reaches_exactly("domain", validators.DOMAIN_ROUTE_PATTERN, segment)
+
+
+@pytest.mark.parametrize("domain", HOSTILE_DOMAINS)
+def test_domain_segment_of_a_domain_that_could_change_the_path_is_refused(domain: str) -> None:
+    with pytest.raises(RejectedError) as refused:
+        _domain_segment(domain)
+    assert refused.value.code == "INVALID_DOMAIN_NAME"
 
 
 # --- Request forms ------------------------------------------------------------------------------
@@ -590,10 +692,7 @@ def test_reject_form_never_fails_and_records_only_a_real_reason(
 def test_retry_form_never_fails_and_keeps_only_a_password_the_server_accepts(
     client: Client, alice, bob, password: str
 ) -> None:
-    item = submitted(alice, kind=Kind.CREATE_MAILBOX, target="new.user@example.com")
-    ProvisioningRequest.objects.filter(pk=item.pk).update(
-        status=Status.FAILED, sealed_password="", result_code="ALREADY_EXISTS", attempts=1
-    )
+    item = failed_create_mailbox(alice)
     client.force_login(bob)
     response = client.post(
         reverse("provisioning:retry", kwargs={"code": item.code}), {"password": password}
@@ -635,6 +734,135 @@ def test_comment_form_never_fails_and_stores_only_a_real_comment(
     page = client.get(reverse("provisioning:detail", kwargs={"code": item.code}))
     assert page.status_code == 200
     assert_no_markup_reflected(page)
+
+
+# --- Baselines: hostile text that is kept reaches its page, escaped ----------------------------
+# The checks above pass as well when the payload never reaches the page (refused, or not
+# rendered); these fail if it stops reaching it, or reaches it unescaped.
+
+
+def detail_page(client: Client, item: ProvisioningRequest):
+    page = client.get(reverse("provisioning:detail", kwargs={"code": item.code}))
+    assert page.status_code == 200
+    return page
+
+
+# The free-text fields of the request forms, shown on the request's page.
+FREE_TEXT_FIELDS = [
+    ("create-mailbox", VALID_CREATE_MAILBOX, "name"),
+    ("create-mailbox", VALID_CREATE_MAILBOX, "reason"),
+    ("create-domain", VALID_CREATE_DOMAIN, "name"),
+    ("create-domain", VALID_CREATE_DOMAIN, "reason"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("slug", "valid", "field"),
+    FREE_TEXT_FIELDS,
+    ids=[f"{slug}-{field}" for slug, _, field in FREE_TEXT_FIELDS],
+)
+def test_hostile_free_text_of_a_request_is_shown_escaped_on_its_page(
+    client: Client, alice, slug: str, valid: dict[str, str], field: str
+) -> None:
+    client.force_login(alice)
+    _, created = post_request_form(client, slug, {**valid, field: PAYLOAD})
+    assert created is not None
+    stored = created.reason if field == "reason" else created.parameters[field]
+    assert stored == PAYLOAD
+    assert_shown_escaped(detail_page(client, created))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("slug", "valid", "field"),
+    [
+        ("create-mailbox", VALID_CREATE_MAILBOX, "local_part"),
+        ("create-domain", VALID_CREATE_DOMAIN, "domain"),
+    ],
+    ids=["create-mailbox-local_part", "create-domain-domain"],
+)
+def test_a_refused_request_form_shows_the_hostile_value_back_escaped(
+    client: Client, alice, slug: str, valid: dict[str, str], field: str
+) -> None:
+    client.force_login(alice)
+    response, created = post_request_form(client, slug, {**valid, field: PAYLOAD})
+    assert created is None
+    assert response.status_code == 200
+    assert_shown_escaped(response)
+
+
+@pytest.mark.django_db
+def test_a_hostile_rejection_reason_is_shown_escaped_to_the_requester(
+    client: Client, alice, bob
+) -> None:
+    item = submitted(alice, kind=Kind.CREATE_MAILBOX, target="new.user@example.com")
+    client.force_login(bob)
+    response = client.post(
+        reverse("provisioning:reject", kwargs={"code": item.code}), {"reason": PAYLOAD}
+    )
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.status == Status.REJECTED
+    assert item.rejection_reason == PAYLOAD
+    client.force_login(alice)
+    assert_shown_escaped(detail_page(client, item))
+
+
+@pytest.mark.django_db
+def test_a_hostile_comment_is_shown_escaped_on_the_request_page(client: Client, alice) -> None:
+    item = submitted(alice, kind=Kind.DELETE_MAILBOX, target="old.user@example.com")
+    client.force_login(alice)
+    response = client.post(
+        reverse("provisioning:comment", kwargs={"code": item.code}), {"body": PAYLOAD}
+    )
+    assert response.status_code == 302
+    assert list(item.comments.values_list("body", flat=True)) == [PAYLOAD]
+    assert_shown_escaped(detail_page(client, item))
+
+
+# The retry form's only free text is the new password, which is never shown back, not even
+# escaped: the baselines check it is absent from the page they do render.
+
+
+@pytest.mark.django_db
+def test_a_refused_retry_password_is_not_shown_back_on_the_form_with_its_errors(
+    client: Client, alice, bob
+) -> None:
+    item = failed_create_mailbox(alice)
+    client.force_login(bob)
+    # The payload has no upper-case letter: refused, the form re-rendered with that sentence.
+    response = client.post(
+        reverse("provisioning:retry", kwargs={"code": item.code}), {"password": PAYLOAD}
+    )
+    assert response.status_code == 400
+    item.refresh_from_db()
+    assert item.status == Status.FAILED
+    body = response.content.decode()
+    assert "Include an upper-case letter." in body
+    assert 'name="password"' in body
+    assert PAYLOAD_ESCAPED not in body
+    assert "<script>alert(1)" not in body
+
+
+@pytest.mark.django_db
+def test_an_accepted_hostile_retry_password_is_kept_and_never_shown(
+    client: Client, alice, bob
+) -> None:
+    password = PAYLOAD.replace("script", "Script")  # now it meets the password policy
+    item = failed_create_mailbox(alice)
+    client.force_login(bob)
+    response = client.post(
+        reverse("provisioning:retry", kwargs={"code": item.code}), {"password": password}
+    )
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.status == Status.QUEUED
+    assert unseal(item.sealed_password) == password
+    body = detail_page(client, item).content.decode()
+    assert "set by the requester; never shown" in body
+    assert password not in body
+    assert "&lt;Script&gt;alert(1)" not in body
 
 
 # --- Filters (GET) ------------------------------------------------------------------------------
@@ -749,22 +977,71 @@ def test_audit_log_and_export_filters_never_fail(
         get_never_fails(client, reverse(name), query, f"since={raw}&until={raw}&{raw}")
 
 
+TIME_ZONES = ["UTC", "Europe/Berlin", "America/Los_Angeles"]
+DATE_OUT_OF_RANGE = "Enter a date between 2000-01-01 and 2999-12-31."
+
+
+def audit_ids_listed(response) -> list[int]:
+    assert response.status_code == 200
+    return sorted(event.pk for event in response.context["page"].items)
+
+
+def audit_ids_exported(response) -> list[int]:
+    assert response.status_code == 200
+    rows = list(csv.reader(b"".join(response.streaming_content).decode().splitlines()))
+    assert rows[0][0] == "id"
+    return sorted(int(row[0]) for row in rows[1:])
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("time_zone", ["UTC", "Europe/Berlin", "America/Los_Angeles"])
+@pytest.mark.parametrize("time_zone", TIME_ZONES)
 @pytest.mark.parametrize(
     "query",
     ["since=0001-01-01", "until=0001-01-01", "since=9999-12-31", "until=9999-12-31"],
 )
-def test_audit_filters_at_the_ends_of_the_calendar_never_fail_in_any_time_zone(
+def test_audit_dates_at_the_ends_of_the_calendar_are_refused_with_a_sentence_in_any_time_zone(
     client: Client, audrey, audit_rows, settings, time_zone: str, query: str
 ) -> None:
+    """Such a date would overflow once shifted to UTC (both were server errors): the form
+    refuses it. The page says so and shows the log unfiltered; the export refuses to run."""
     settings.TIME_ZONE = time_zone
     client.force_login(audrey)
-    for name in ("audit:list", "audit:export"):
-        response = client.get(f"{reverse(name)}?{query}")
-        assert response.status_code < 500
-        if response.streaming:
-            b"".join(response.streaming_content)
+    everything = sorted(AuditEvent.objects.values_list("pk", flat=True))
+    page = client.get(f"{reverse('audit:list')}?{query}")
+    body = page.content.decode()
+    assert DATE_OUT_OF_RANGE in body
+    assert "Some filters were not understood: fix them to filter the log." in body
+    assert audit_ids_listed(page) == everything
+    export = client.get(f"{reverse('audit:export')}?{query}")
+    assert export.status_code == 400
+    assert export.content.decode() == "The filters were not understood; fix them on the audit page."
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("time_zone", TIME_ZONES)
+@pytest.mark.parametrize(
+    ("query", "matches_all"),
+    [
+        ("since=2000-01-01", True),
+        ("until=2999-12-31", True),
+        ("since=2000-01-01&until=2999-12-31", True),
+        ("since=2999-12-31", False),
+        ("until=2000-01-01", False),
+    ],
+)
+def test_audit_dates_at_the_ends_of_the_accepted_range_filter_the_log_in_any_time_zone(
+    client: Client, audrey, audit_rows, settings, time_zone: str, query: str, matches_all: bool
+) -> None:
+    """The accepted range's first and last days are applied, not refused nor dropped: every
+    row was written today, so each filter keeps all of them or none."""
+    settings.TIME_ZONE = time_zone
+    client.force_login(audrey)
+    everything = sorted(AuditEvent.objects.values_list("pk", flat=True))
+    expected = everything if matches_all else []
+    page = client.get(f"{reverse('audit:list')}?{query}")
+    assert DATE_OUT_OF_RANGE not in page.content.decode()
+    assert audit_ids_listed(page) == expected
+    assert audit_ids_exported(client.get(f"{reverse('audit:export')}?{query}")) == expected
 
 
 # --- Login --------------------------------------------------------------------------------------
@@ -802,6 +1079,74 @@ def test_login_form_never_fails_on_hostile_credentials(
         assert not response["Location"].startswith(("//", "http", "javascript", "/\\"))
     if response.status_code == 200:
         assert_no_markup_reflected(response)
+
+
+# The test above draws `next` at random, and rarely with the right password: these sign in for
+# real (alice needs no second factor) with each `next`.
+
+
+def sign_in_with_next(client: Client, next_url: str) -> str:
+    """Sign in as alice with her password and `next_url`; the redirect's Location."""
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": USER_PASSWORD, "next": next_url}
+    )
+    assert response.status_code == 302
+    location = response["Location"]
+    assert "\r" not in location
+    assert "\n" not in location
+    # A path on this site: no scheme, no host, and nothing a browser reads as a host.
+    parts = urlsplit(location)
+    assert parts.scheme == ""
+    assert parts.netloc == ""
+    assert location.startswith("/")
+    assert not location.startswith(("//", "/\\"))
+    return location
+
+
+HOSTILE_NEXT = [
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    " //evil.example",
+    "https://evil.example",
+    "https:evil.example",
+    "javascript:alert(1)",
+    "JavaScript:alert(1)",
+    "\r\nLocation: https://evil.example",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("next_url", HOSTILE_NEXT)
+def test_signing_in_with_a_next_off_the_site_goes_to_the_dashboard(
+    client: Client, alice, next_url: str
+) -> None:
+    assert sign_in_with_next(client, next_url) == reverse("core:dashboard")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [
+        ("/requests/", "/requests/"),
+        ("/requests/%2F..%2F", "/requests/%2F..%2F"),
+        # CR and LF cannot split the header: they stay in the path, percent-encoded.
+        ("/requests/\r\nSet-Cookie: x=1", "/requests/%0D%0ASet-Cookie:%20x=1"),
+    ],
+    ids=["plain", "encoded-slashes", "crlf"],
+)
+def test_signing_in_with_a_next_on_the_site_goes_there(
+    client: Client, alice, next_url: str, location: str
+) -> None:
+    assert sign_in_with_next(client, next_url) == location
+
+
+@pytest.mark.django_db
+def test_a_refused_sign_in_shows_a_hostile_username_back_escaped(client: Client, alice) -> None:
+    response = client.post(reverse("login"), {"username": PAYLOAD, "password": "wrong"})
+    assert response.status_code == 200
+    assert_shown_escaped(response)
 
 
 # --- Baselines: the properties above are not vacuous -------------------------------------------
