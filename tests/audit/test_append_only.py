@@ -1,7 +1,7 @@
 """The database itself keeps the audit log append-only on PostgreSQL, TRUNCATE included."""
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from apps.audit.services import audit_record
 
@@ -43,3 +43,15 @@ def test_rows_cannot_be_changed_or_removed_behind_the_model(postgresql, statemen
 
     event.refresh_from_db()
     assert event.message == "as it happened"
+
+
+def test_a_row_written_without_its_chain_is_refused():
+    # What a process of the release before the chains writes (it knows no `chain` column):
+    # it must fail loudly rather than land on chain 0 out of turn (migration 0006).
+    with pytest.raises(IntegrityError):
+        run_rolled_back(
+            "INSERT INTO audit_auditevent (occurred_at, actor_label, action, outcome, target,"
+            " domain, request_code, ticket, message, details, previous_seal, seal)"
+            " VALUES (CURRENT_TIMESTAMP, 'old-release', 'test.event', 'info', '', '', '', '',"
+            " '', '{}', '', '')"
+        )

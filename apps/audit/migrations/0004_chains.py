@@ -36,8 +36,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="auditevent",
             name="chain",
-            # The existing rows are chain 0; new rows name their chain (no database default).
-            field=models.PositiveSmallIntegerField(default=0, editable=False),
+            field=models.PositiveSmallIntegerField(db_default=0, default=0, editable=False),
         ),
         migrations.AddIndex(
             model_name="auditevent",
