@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.audit.services import audit_refused_sign_in
+from apps.audit.services import audit_failed_sign_in
 
 
 def address_is_throttled(ip: str) -> bool:
@@ -22,4 +22,4 @@ def address_is_throttled(ip: str) -> bool:
 
 
 def record_address_refusal(username: str | None, ip: str) -> None:
-    audit_refused_sign_in("auth.address_throttled", username, ip)
+    audit_failed_sign_in(action="auth.address_throttled", username=username, ip=ip)

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from apps.accounts.middleware import SEEN, STARTED
 from apps.audit.models import AuditEvent
-from apps.audit.services import ACTOR_LABEL_LIMIT, audit_record, audit_refused_sign_in
+from apps.audit.services import audit_failed_sign_in, audit_record
 from apps.core.http import client_ip
 
 
@@ -38,13 +38,11 @@ def record_failed_login(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     # `credentials` has the password already masked by Django; only the username is kept.
-    username = str(credentials.get("username", ""))[:ACTOR_LABEL_LIMIT]
-    audit_record(
+    audit_failed_sign_in(
         action="auth.login_failed",
-        actor_label=username or "(no username)",
+        username=str(credentials.get("username", "")),
         ip=client_ip(request) if request is not None else None,
         outcome=AuditEvent.Outcome.FAILURE,
-        details={"username": username},
     )
 
 
@@ -53,4 +51,4 @@ def record_lockout(
     sender: Any, request: HttpRequest | None, username: str | None, ip_address: str | None,
     **kwargs: Any,
 ) -> None:  # fmt: skip
-    audit_refused_sign_in("auth.locked_out", username, ip_address)
+    audit_failed_sign_in(action="auth.locked_out", username=username, ip=ip_address)

@@ -75,7 +75,7 @@ def audit_event(
         actor_label = actor.get_username() if actor is not None else WORKER
     # The column's length: a username typed at sign-in can be any length.
     actor_label = actor_label[:ACTOR_LABEL_LIMIT]
-    event = AuditEvent(
+    return AuditEvent(
         actor=actor,
         actor_label=actor_label,
         actor_ip=_normalised_ip(ip),
@@ -89,7 +89,6 @@ def audit_event(
         message=sanitise_message(message),
         details=details or {},
     )
-    return event
 
 
 def audit_append(events: list[AuditEvent]) -> list[AuditEvent]:
@@ -111,13 +110,20 @@ def audit_append(events: list[AuditEvent]) -> list[AuditEvent]:
     return events
 
 
-def audit_refused_sign_in(action: str, username: str | None, ip: str | None) -> None:
-    """A sign-in refused before its password was checked (locked out, or its address throttled)."""
+def audit_failed_sign_in(
+    *,
+    action: str,
+    username: str | None,
+    ip: str | None,
+    outcome: str = AuditEvent.Outcome.REFUSED,
+) -> None:
+    """A sign-in that did not happen: a wrong password (FAILURE), or refused before any password
+    was checked (locked out, its address throttled). The username only, never the password."""
     audit_record(
         action=action,
         actor_label=username or "(no username)",
         ip=ip,
-        outcome=AuditEvent.Outcome.REFUSED,
+        outcome=outcome,
         details={"username": (username or "")[:ACTOR_LABEL_LIMIT]},
     )
 

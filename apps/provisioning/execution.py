@@ -149,6 +149,7 @@ _CLAIM_SQL = """
 # Every column, in the model's order: a returned row is a request's fields as they are listed.
 _REQUEST_FIELDS = ProvisioningRequest._meta.concrete_fields
 _REQUEST_COLUMNS = ", ".join(field.column for field in _REQUEST_FIELDS)
+_REQUEST_NAMES = [field.attname for field in _REQUEST_FIELDS]
 
 
 def _claim_together(request_ids: Sequence[int]) -> list[ProvisioningRequest | None]:
@@ -194,14 +195,13 @@ def _requests_from_rows(rows: list[tuple]) -> list[ProvisioningRequest]:
         found = [*database.ops.get_db_converters(column), *field.get_db_converters(database)]
         if found:
             converters.append((index, column, found))
-    names = [field.attname for field in _REQUEST_FIELDS]
     requests = []
     for row in rows:
         values = list(row)
         for index, column, functions in converters:
             for convert in functions:
                 values[index] = convert(values[index], column, database)
-        requests.append(ProvisioningRequest.from_db(database.alias, names, values))
+        requests.append(ProvisioningRequest.from_db(database.alias, _REQUEST_NAMES, values))
     return requests
 
 
@@ -243,7 +243,7 @@ def _record_successes(
     attempts: list[tuple[ProvisioningRequest, AttemptResult]], now: Any
 ) -> set[int]:
     """Mark these attempts succeeded; returns the ids of the requests they still held."""
-    at = connection.ops.adapt_datetimefield_value
+    when = connection.ops.adapt_datetimefield_value(now)
     recorded: set[int] = set()
     by_message: dict[str, list[ProvisioningRequest]] = {}
     for request, result in attempts:
@@ -254,17 +254,13 @@ def _record_successes(
         with connection.cursor() as cursor:
             cursor.execute(
                 _SUCCEEDED_SQL.format(attempts=fence),
-                [at(now), at(now), message, *pairs],
+                [when, when, message, *pairs],
             )
             recorded.update(row[0] for row in cursor.fetchall())
     for request, _ in attempts:
         if request.pk in recorded:
             _apply_to_portal(request, now)
     return recorded
-
-
-_claims = GroupCommit(_claim_together)
-_records = GroupCommit(_record_together)
 
 
 def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: Any) -> AuditEvent:
@@ -308,6 +304,10 @@ def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: An
         )
         action = "api.failed"
     return _event(request, result, action, recorded=bool(recorded), retry_in=decision.retry_in)
+
+
+_claims = GroupCommit(_claim_together)
+_records = GroupCommit(_record_together)
 
 
 def _event(
