@@ -42,11 +42,10 @@ from psycopg import sql
 
 from bench.environment import production_settings
 from bench.measure import median, verdict
+from chaos.harness import postgres_admin_url
 
-# The same server as the other parts (chaos.harness): a role that may create databases.
-ADMIN_URL = os.environ.get(
-    "MAILDESK_CHAOS_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-)
+# The same server as the other parts: a role that may create databases.
+ADMIN_URL = postgres_admin_url()
 AUDIT_ROWS, REQUESTS, OWN_REQUESTS = 1_000_000, 100_000, 1_000
 SMALL_AUDIT_ROWS = 1_000
 DEEPEST_TARGET, SAME_TARGET = 1.5, (0.8, 1.25)
@@ -168,8 +167,8 @@ class Bench:
                 if database == "big":
                     self.seeding = (audit_rows, requests, seeded)
                     started = time.monotonic()
-                    verdict = _captured(call_command, "verify_audit").splitlines()[0]
-                    print(f"verify_audit: {verdict} ({time.monotonic() - started:.1f} s)")
+                    first_line = _captured(call_command, "verify_audit").splitlines()[0]
+                    print(f"verify_audit: {first_line} ({time.monotonic() - started:.1f} s)")
         self.own = own
         self.clients = {database: self._sign_in(database) for database in ("big", "small")}
 

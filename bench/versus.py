@@ -11,15 +11,15 @@ Only for revisions with the same database schema: the database is migrated by th
 """
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.environment import production_environment
+from bench.measure import median
 from bench.pipeline import Run, pipeline
-from chaos.harness import PROJECT_DIR
+from chaos.harness import PROJECT_DIR, Environment
 
 
 def worktree(revision: str, into: Path) -> Path:
@@ -36,15 +36,15 @@ def worktree(revision: str, into: Path) -> Path:
 
 def summary(name: str, runs: list[Run]) -> dict[str, float]:
     figures = {
-        "requests/s": statistics.median(run.rate for run in runs),
-        "worker CPU ms": statistics.median(run.cpu_per_item_ms("worker") for run in runs),
-        "PostgreSQL CPU ms": statistics.median(run.cpu_per_item_ms("postgres") for run in runs),
+        "requests/s": median([run.rate for run in runs]),
+        "worker CPU ms": median([run.cpu_per_item_ms("worker") for run in runs]),
+        "PostgreSQL CPU ms": median([run.cpu_per_item_ms("postgres") for run in runs]),
     }
     print(f"   {name:6} " + "  ".join(f"{key} {value:7.2f}" for key, value in figures.items()))
     return figures
 
 
-def alternate(env, base: Path, args: argparse.Namespace) -> dict[str, list[Run]]:
+def alternate(env: Environment, base: Path, args: argparse.Namespace) -> dict[str, list[Run]]:
     """`args.rounds` runs of each worker, alternating which goes first."""
     latency = args.latency_ms / 1000
     runs: dict[str, list[Run]] = {"base": [], "this": []}

@@ -87,14 +87,17 @@ class Process:
                 self.popen.wait(timeout=10)
 
 
+def postgres_admin_url() -> str:
+    """A PostgreSQL server URL whose role may create databases (the benchmarks' too)."""
+    return os.environ.get(
+        "MAILDESK_CHAOS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
 @dataclass
 class Environment:
     workdir: Path
-    postgres_admin_url: str = field(
-        default_factory=lambda: os.environ.get(
-            "MAILDESK_CHAOS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        )
-    )
+    postgres_admin_url: str = field(default_factory=postgres_admin_url)
     # Settings on top of the defaults here (the benchmarks run with production settings).
     overrides: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)

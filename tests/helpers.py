@@ -8,10 +8,55 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django_otp.oath import totp
 
+from apps.accounts.services import ENROLMENT_KEY
+from apps.audit.models import AuditEvent
+from apps.provisioning import services
+from apps.provisioning.models import ProvisioningRequest
 from chaos.harness import free_port
 
-__all__ = ["free_port", "list_address", "logged_in", "queries_at_sizes", "verify_audit"]
+__all__ = [
+    "PASSWORD", "TWO_FACTOR", "actions", "approved_mailbox", "code", "enrolment_key",
+    "free_port", "list_address", "logged_in", "queries_at_sizes", "verify_audit",
+]  # fmt: skip
+
+TWO_FACTOR = "/accounts/two-factor/"
+PASSWORD = "Canary-Pa55word!"  # a mailbox password the server's rules accept
+
+
+def code(key: bytes, drift: int = 0) -> str:
+    """The TOTP code of `key` now (or `drift` time steps away)."""
+    return f"{totp(key, drift=drift):06d}"
+
+
+def enrolment_key(client: Client) -> bytes:
+    """The key the enrolment page showed this session (as its QR code)."""
+    client.get(TWO_FACTOR)
+    return bytes.fromhex(client.session[ENROLMENT_KEY])
+
+
+def approved_mailbox(alice, bob, address="jane@example.com", **parameters):
+    """A create-mailbox request alice opened and bob approved (queued)."""
+    request = services.request_submit(
+        requester=alice,
+        kind=ProvisioningRequest.Kind.CREATE_MAILBOX,
+        target=address,
+        parameters={"name": "Jane Doe", "language": "fr_FR", "quota_mb": 300, **parameters},
+        password=PASSWORD,
+        ticket="HD-1",
+        reason="new starter",
+    )
+    return services.request_approve(request=request, actor=bob)
+
+
+def actions(request) -> list[str]:
+    """The actions of a request's audit trail, oldest first."""
+    return list(
+        AuditEvent.objects.filter(request_code=request.code)
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
 
 
 def logged_in(user) -> Client:

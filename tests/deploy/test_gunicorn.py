@@ -6,7 +6,6 @@ a bad setting in the environment stops gunicorn with a message, not a traceback.
 """
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.fernet import Fernet
 
+from bench.environment import production_settings
 from tests.helpers import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -26,15 +25,10 @@ PROXY = {"Host": "portal.example.net", "X-Forwarded-Proto": "https", "X-Forwarde
 def production(tmp_path: Path, **variables: str) -> dict[str, str]:
     return {
         **os.environ,
+        **production_settings(tmp_path),
         "MAILDESK_ENV_FILE": "",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
-        "MAILDESK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "MAILDESK_AUDIT_KEY": secrets.token_urlsafe(32),
         "DJANGO_ALLOWED_HOSTS": "portal.example.net",
-        "MAILDESK_PROXY_COUNT": "1",
         "MAILDESK_VAR_DIR": str(tmp_path / "var"),
-        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
         "CELERY_BROKER_URL": "",
         **variables,

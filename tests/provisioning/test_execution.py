@@ -22,26 +22,13 @@ from apps.provisioning import services
 from apps.provisioning.execution import _claim_together, request_execute, requests_sweep
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import PASSWORD, actions, approved_mailbox
 
 pytestmark = pytest.mark.django_db
 
 Kind = ProvisioningRequest.Kind
 Status = ProvisioningRequest.Status
-PASSWORD = "Canary-Pa55word!"
 EXECUTE = "provisioning.execute_request"
-
-
-def approved_mailbox(alice, bob, address="jane@example.com", **parameters):
-    request = services.request_submit(
-        requester=alice,
-        kind=Kind.CREATE_MAILBOX,
-        target=address,
-        parameters={"name": "Jane Doe", "language": "fr_FR", "quota_mb": 300, **parameters},
-        password=PASSWORD,
-        ticket="HD-1",
-        reason="new starter",
-    )
-    return services.request_approve(request=request, actor=bob)
 
 
 def approved(alice, bob, kind, target, parameters=None):
@@ -50,14 +37,6 @@ def approved(alice, bob, kind, target, parameters=None):
         ticket="HD-2", reason="ticket",
     )  # fmt: skip
     return services.request_approve(request=request, actor=bob)
-
-
-def actions(request) -> list[str]:
-    return list(
-        AuditEvent.objects.filter(request_code=request.code)
-        .order_by("id")
-        .values_list("action", flat=True)
-    )
 
 
 def make_due(request) -> None:
@@ -525,6 +504,38 @@ def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
     assert (request.status, request.attempts) == (Status.SUCCEEDED, 2)
     assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
     assert "api.result_discarded" in actions(request)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_success_of_an_overtaken_attempt_is_discarded_and_recorded(
+    alice, bob, mail_server, settings
+):
+    """As above, but attempt 1's call creates the mailbox and its success comes late: the
+    successes' fence (status and attempt) keeps attempt 2's outcome, which found it by reading
+    back."""
+    settings.MAILDESK_LEASE_SECONDS = 1
+    mail_server.emulator.add_fault(
+        Fault(kind="delay", delay=1.6, effect=True, route="user", method="POST")
+    )
+    request = approved_mailbox(alice, bob)
+
+    def first_worker() -> None:
+        try:
+            request_execute(request_id=request.pk)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=first_worker)
+    first.start()
+    threading.Event().wait(1.2)  # the mailbox exists; attempt 1's answer is late, its lease over
+    request_execute(request_id=request.pk)  # attempt 2: reads back, confirms it is ours
+    first.join()
+
+    request.refresh_from_db()
+    assert (request.status, request.attempts) == (Status.SUCCEEDED, 2)
+    assert request.result_message.startswith("Created by an earlier attempt")
+    assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
+    assert actions(request)[-1] == "api.result_discarded"
 
 
 class TestSweeper:

@@ -15,6 +15,7 @@ class Writer:
         self, *, fail_batches: bool = False, fail_item: object = None, stop_batches: bool = False
     ) -> None:
         self.batches: list[list] = []
+        self.writers: list[str] = []  # the name of the thread that wrote each batch
         self.fail_batches = fail_batches
         self.stop_batches = stop_batches
         self.fail_item = fail_item
@@ -26,6 +27,7 @@ class Writer:
         self.holding.set()
         self.release.wait(10)
         self.batches.append(list(items))
+        self.writers.append(threading.current_thread().name)
         if self.fail_batches and len(items) > 1:
             raise RuntimeError("the batch failed")
         if self.stop_batches and len(items) > 1:
@@ -105,19 +107,22 @@ def test_the_leader_leaves_once_its_own_batch_is_written():
     group = GroupCommit(writer)
     writer.release.clear()
     leader_done = threading.Event()
-    leader = threading.Thread(target=lambda: (group.submit("lead"), leader_done.set()))
+    leader = threading.Thread(
+        target=lambda: (group.submit("lead"), leader_done.set()), name="leader"
+    )
     leader.start()
     assert writer.holding.wait(5)
-    follower = threading.Thread(target=group.submit, args=("next",))
+    follower = threading.Thread(target=group.submit, args=("next",), name="follower")
     follower.start()
     while len(group._waiting) < 1:
         threading.Event().wait(0.01)
-    writer.holding.clear()
     writer.release.set()
     assert leader_done.wait(5)
     follower.join(5)
 
     assert writer.batches == [["lead"], ["next"]]
+    # The follower's item is written by the follower itself, not by the leader staying on.
+    assert writer.writers == ["leader", "follower"]
 
 
 def test_a_failed_batch_is_written_again_item_by_item_and_only_its_owner_sees_an_error():

@@ -9,17 +9,15 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from django_otp.oath import totp
 
 from apps.accounts.middleware import SEEN, STARTED
-from apps.accounts.services import ENROLMENT_KEY
 from apps.audit.models import AuditEvent
 from tests.conftest import USER_PASSWORD
+from tests.helpers import TWO_FACTOR, code, enrolment_key
 
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
-TWO_FACTOR = "/accounts/two-factor/"
 
 
 def sign_in(client: Client, username: str, password: str, ip: str = "192.0.2.10"):
@@ -278,10 +276,9 @@ class TestNextOverHttps:
         target = f"{scheme}://{self.HOST}/requests/"
         client = self.behind_the_proxy()
         assert client.post(LOGIN, {"username": "bob", "password": USER_PASSWORD}).status_code == 302
-        client.get(TWO_FACTOR)  # the enrolment page: its key is kept in this session
-        key = bytes.fromhex(client.session[ENROLMENT_KEY])
+        key = enrolment_key(client)
 
-        answer = client.post(TWO_FACTOR, {"token": f"{totp(key):06d}", "next": target})
+        answer = client.post(TWO_FACTOR, {"token": code(key), "next": target})
 
         assert answer.status_code == 302
         assert answer["Location"] == (target if followed else "/")

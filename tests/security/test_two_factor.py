@@ -8,7 +8,6 @@ from django.contrib.auth.models import Permission
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.test import Client
-from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.middleware import STARTED
@@ -17,10 +16,9 @@ from apps.accounts.views import ENROL_WITHIN_SECONDS
 from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from tests.conftest import USER_PASSWORD, make_user
+from tests.helpers import TWO_FACTOR, code, enrolment_key
 
 pytestmark = pytest.mark.django_db
-
-TWO_FACTOR = "/accounts/two-factor/"
 
 
 @pytest.fixture
@@ -33,16 +31,6 @@ def signed_in(username: str) -> Client:
     answer = client.post("/accounts/login/", {"username": username, "password": USER_PASSWORD})
     assert answer.status_code == 302
     return client
-
-
-def code(key: bytes, drift: int = 0) -> str:
-    return f"{totp(key, drift=drift):06d}"
-
-
-def enrolment_key(client: Client) -> bytes:
-    """The key the enrolment page showed this session (as its QR code)."""
-    client.get(TWO_FACTOR)
-    return bytes.fromhex(client.session[ENROLMENT_KEY])
 
 
 def enrol(client: Client, user) -> bytes:
