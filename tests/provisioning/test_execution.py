@@ -478,15 +478,13 @@ class TestNothingTwice:
         assert "POST domain" not in mail_server.emulator.stats()["calls"]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
-    alice, bob, mail_server, settings
-):
-    """Attempt 1 hangs past its lease; attempt 2 takes over and finishes; attempt 1's late
-    answer must not overwrite the outcome, and the account is created once."""
+def overtaken(request: ProvisioningRequest, settings, mail_server, *, effect: bool) -> None:
+    """Attempt 1's POST answers 1.6 s late (having created the mailbox if `effect`); after
+    its 1 s lease, attempt 2 takes the request over and finishes before that answer comes."""
     settings.MAILDESK_LEASE_SECONDS = 1
-    mail_server.emulator.add_fault(Fault(kind="delay", delay=1.6, route="user", method="POST"))
-    request = approved_mailbox(alice, bob)
+    mail_server.emulator.add_fault(
+        Fault(kind="delay", delay=1.6, effect=effect, route="user", method="POST")
+    )
 
     def first_worker() -> None:
         try:
@@ -499,8 +497,18 @@ def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
     threading.Event().wait(1.2)  # attempt 1 is still waiting for its answer; its lease expired
     request_execute(request_id=request.pk)  # attempt 2
     first.join()
-
     request.refresh_from_db()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
+    alice, bob, mail_server, settings
+):
+    """Attempt 1's late answer must not overwrite the outcome, and the account is created once."""
+    request = approved_mailbox(alice, bob)
+
+    overtaken(request, settings, mail_server, effect=False)
+
     assert (request.status, request.attempts) == (Status.SUCCEEDED, 2)
     assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
     assert "api.result_discarded" in actions(request)
@@ -510,28 +518,12 @@ def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
 def test_a_late_success_of_an_overtaken_attempt_is_discarded_and_recorded(
     alice, bob, mail_server, settings
 ):
-    """As above, but attempt 1's call creates the mailbox and its success comes late: the
-    successes' fence (status and attempt) keeps attempt 2's outcome, which found it by reading
-    back."""
-    settings.MAILDESK_LEASE_SECONDS = 1
-    mail_server.emulator.add_fault(
-        Fault(kind="delay", delay=1.6, effect=True, route="user", method="POST")
-    )
+    """Attempt 1 created the mailbox and its success comes late: the successes' fence (status
+    and attempt) keeps attempt 2's outcome, which found the mailbox by reading back."""
     request = approved_mailbox(alice, bob)
 
-    def first_worker() -> None:
-        try:
-            request_execute(request_id=request.pk)
-        finally:
-            connection.close()
+    overtaken(request, settings, mail_server, effect=True)
 
-    first = threading.Thread(target=first_worker)
-    first.start()
-    threading.Event().wait(1.2)  # the mailbox exists; attempt 1's answer is late, its lease over
-    request_execute(request_id=request.pk)  # attempt 2: reads back, confirms it is ours
-    first.join()
-
-    request.refresh_from_db()
     assert (request.status, request.attempts) == (Status.SUCCEEDED, 2)
     assert request.result_message.startswith("Created by an earlier attempt")
     assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
