@@ -20,6 +20,7 @@ from apps.accounts.selectors import domains_for
 from apps.core.pagination import page_size_field
 from apps.iredadmin import validators
 from apps.provisioning.models import ProvisioningRequest
+from apps.provisioning.services import LARGEST_APPROVAL
 
 Kind = ProvisioningRequest.Kind
 MAX_PASSWORD_LENGTH = 256
@@ -295,6 +296,17 @@ class RejectForm(forms.Form):
     reason = forms.CharField(
         label="Why is it rejected?", max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class ApproveTogetherForm(forms.Form):
+    """What the approver reviewed: a ticket's requests awaiting them, so many, ids up to one."""
+
+    ticket = forms.CharField(max_length=64)
+    up_to = forms.IntegerField(min_value=1, max_value=2**63 - 1)  # an id (bigint)
+    expected = forms.IntegerField(min_value=1, max_value=LARGEST_APPROVAL)
+
+    def clean_ticket(self) -> str:
+        return validate_ticket(self.cleaned_data["ticket"])
 
 
 class RetryForm(forms.Form):

@@ -9,8 +9,11 @@ the broker, and a failure is logged, not raised.
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as PublishTimeout
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -18,6 +21,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 EXECUTE_TASK = "provisioning.execute_request"
+EXECUTE_TOGETHER_TASK = "provisioning.execute_requests"
+# The most requests of an approval together that one message carries (apps.provisioning.tasks).
+LARGEST_MESSAGE = 8
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
@@ -39,23 +45,54 @@ def _send(request_id: int, countdown: float | None) -> None:
     current_app.send_task(EXECUTE_TASK, args=[request_id], countdown=countdown, retry=False)
 
 
+def _send_together(messages: list[list[int]], deadline: float) -> None:
+    for request_ids in messages:
+        if time.monotonic() > deadline:
+            return  # the approver stopped waiting: the rest is the sweeper's, not this thread's
+        current_app.send_task(EXECUTE_TOGETHER_TASK, args=[request_ids], retry=False)
+
+
 def publish_execution(request_id: int, *, countdown: float | None = None) -> bool:
     """Publish the execution of one request, by id only. True if the broker took it in time."""
-    future = _publisher().submit(_send, request_id, countdown)
+    return _publish(f"request {request_id}", _send, request_id, countdown)
+
+
+def publish_executions_together(request_ids: Sequence[int]) -> bool:
+    """Publish the executions of many requests approved together, several ids per message.
+
+    A message costs a worker about as much CPU as a request's own database work, so a large
+    approval goes out in messages of up to LARGEST_MESSAGE requests, each run one after the
+    other by one worker thread. Never fewer messages than MAILDESK_WORKER_THREADS (when there
+    are that many requests): a small approval keeps every thread busy, one request each.
+    """
+    if not request_ids:
+        return True
+    per_message = max(1, min(LARGEST_MESSAGE, len(request_ids) // settings.MAILDESK_WORKER_THREADS))
+    messages = [
+        list(request_ids[start : start + per_message])
+        for start in range(0, len(request_ids), per_message)
+    ]
+    deadline = time.monotonic() + settings.MAILDESK_PUBLISH_TIMEOUT
+    return _publish(
+        f"{len(request_ids)} requests approved together", _send_together, messages, deadline
+    )
+
+
+def _publish(what: str, send: Callable[..., None], *args: Any) -> bool:
+    """Run `send(*args)` on a publishing thread for at most MAILDESK_PUBLISH_TIMEOUT seconds."""
+    future = _publisher().submit(send, *args)
     try:
         future.result(timeout=settings.MAILDESK_PUBLISH_TIMEOUT)
     except PublishTimeout:
         logger.warning(
-            "Publishing request %s is taking too long (is the broker hanging?); the sweeper "
-            "will publish it again",
-            request_id,
+            "Publishing %s is taking too long (is the broker hanging?); the sweeper will "
+            "publish it again",
+            what,
         )
         return False
     except Exception:
         logger.warning(
-            "Could not publish request %s; the sweeper will publish it again",
-            request_id,
-            exc_info=True,
+            "Could not publish %s; the sweeper will publish it again", what, exc_info=True
         )
         return False
     return True

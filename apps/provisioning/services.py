@@ -18,12 +18,12 @@ from django.views.decorators.debug import sensitive_variables
 from apps.accounts.models import Delegation, MailDomain
 from apps.accounts.selectors import holds_role, may_request_new_domain
 from apps.audit.models import AuditEvent
-from apps.audit.services import audit_record
+from apps.audit.services import audit_append, audit_event, audit_record
 from apps.core.encryption import seal
 from apps.core.exceptions import ApplicationError
 from apps.provisioning.models import ProvisioningRequest, RequestComment
-from apps.provisioning.publishing import publish_execution
-from apps.provisioning.selectors import may_comment, may_decide
+from apps.provisioning.publishing import publish_execution, publish_executions_together
+from apps.provisioning.selectors import may_comment, may_decide, requests_awaiting_decision
 
 Kind = ProvisioningRequest.Kind
 Status = ProvisioningRequest.Status
@@ -108,6 +108,63 @@ def request_approve(
     if not approved:
         _refuse_for_state(request, actor, ip, "approve")
     return request
+
+
+# The most requests one approval together may take: one transaction, one audit INSERT.
+LARGEST_APPROVAL = 1000
+
+
+def requests_approve_together(
+    *,
+    actor: AbstractBaseUser,
+    ticket: str,
+    up_to_id: int,
+    expected: int,
+    ip: str | None = None,
+) -> int:
+    """Approve, together, the requests of one ticket that await this approver and that they saw.
+
+    What they saw is `expected` requests with ids up to `up_to_id` (requests opened since have
+    higher ids). If the set changed meanwhile (another approver decided one, a requester
+    cancelled one), nothing is approved and the approver looks again: an approval covers what
+    was reviewed, never more. Each request gets its own audit row, as if approved alone, and the
+    executions are published together. Returns how many were approved.
+    """
+    if not 1 <= expected <= LARGEST_APPROVAL:
+        raise ApplicationError(
+            f"Between 1 and {LARGEST_APPROVAL} requests can be approved at once."
+        )
+    awaiting = requests_awaiting_decision(actor).filter(ticket=ticket, pk__lte=up_to_id)
+    with transaction.atomic():
+        # Locked: none of them may change state between the count and the UPDATE.
+        ids = list(
+            ProvisioningRequest.objects.select_for_update()
+            .filter(pk__in=awaiting.values("pk"), status=Status.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if len(ids) == expected:
+            now = timezone.now()
+            ProvisioningRequest.objects.filter(pk__in=ids).update(
+                status=Status.QUEUED, decided_by=actor, decided_at=now, queued_at=now,
+                not_before=None, updated_at=now,
+            )  # fmt: skip
+            approved = list(ProvisioningRequest.objects.filter(pk__in=ids).order_by("pk"))
+            events = [
+                audit_event(action="request.approved", actor=actor, ip=ip, request=request,
+                            outcome=Outcome.SUCCESS, details={"together": expected})
+                for request in approved
+            ]  # fmt: skip
+            audit_append(events)
+            transaction.on_commit(lambda: publish_executions_together(ids))
+    if len(ids) != expected:
+        message = (
+            f"The requests of {ticket} awaiting your approval changed since you looked "
+            f"({len(ids)} now, {expected} then): nothing was approved. Review them again."
+        )
+        _record_refusal(actor, ip, "approve", message)
+        raise ApplicationError(message)
+    return expected
 
 
 def request_reject(

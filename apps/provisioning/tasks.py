@@ -1,9 +1,13 @@
-"""Celery tasks: thin wrappers that take an id and call the execution service."""
+"""Celery tasks: thin wrappers that take ids and call the execution service."""
+
+import logging
 
 from celery import shared_task
 
 from apps.provisioning import execution
-from apps.provisioning.publishing import EXECUTE_TASK
+from apps.provisioning.publishing import EXECUTE_TASK, EXECUTE_TOGETHER_TASK
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name=EXECUTE_TASK, ignore_result=True)
@@ -11,6 +15,21 @@ def execute_request(request_id: int) -> None:
     # The message carries the id only: everything else, the password included, is read from
     # the database by the attempt itself.
     execution.request_execute(request_id=request_id)
+
+
+@shared_task(name=EXECUTE_TOGETHER_TASK, ignore_result=True)
+def execute_requests(request_ids: list[int]) -> None:
+    """Requests approved together, one after the other on this thread (publishing.py)."""
+    for request_id in request_ids:
+        try:
+            execution.request_execute(request_id=request_id)
+        except Exception:
+            # One request's trouble (the database went away mid-claim) must not strand the
+            # others of the message; this one is left to the sweeper, as a lone task's would be.
+            logger.exception(
+                "Request %s: its attempt did not run; the sweeper will publish it again",
+                request_id,
+            )
 
 
 @shared_task(name="provisioning.sweep_requests", ignore_result=True)

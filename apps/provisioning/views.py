@@ -1,12 +1,14 @@
 import logging
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -22,6 +24,7 @@ from apps.core.pagination import keyset_page, page_links, with_default_size
 from apps.provisioning import services
 from apps.provisioning.forms import (
     REQUEST_FORMS,
+    ApproveTogetherForm,
     CommentForm,
     RejectForm,
     RequestFilterForm,
@@ -63,6 +66,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "operator_problem": blocked.order_by("-updated_at").first(),
         "waiting_for_operator": blocked.filter(status=Status.QUEUED).count(),
         "awaiting": list(requests_awaiting_decision(user).order_by("id")[:20]),
+        # Tickets of several requests each (a new customer's mailboxes): approved together.
+        "awaiting_tickets": list(
+            requests_awaiting_decision(user)
+            .values("ticket")
+            .annotate(count=Count("id"))
+            .filter(count__gte=2)
+            .order_by("-count", "ticket")[:5]
+        ),
         "my_open": list(mine.filter(status__in=ProvisioningRequest.OPEN_STATUSES)[:20]),
         "my_recent": list(
             mine.filter(status__in=ProvisioningRequest.TERMINAL_STATUSES).order_by(
@@ -100,11 +111,30 @@ def request_list(request: HttpRequest) -> HttpResponse:
         size=size,
         branches=request_scope(request.user, per_domain=True, only_own=mine),
     )
+    ticket = filters.cleaned_data.get("ticket", "").strip() if filters.is_valid() else ""
     return render(
         request,
         "provisioning/request_list.html",
-        {"filters": filters, "page": page, **page_links(request.GET, page)},
+        {
+            "filters": filters,
+            "page": page,
+            "together": _awaiting_together(request.user, ticket) if ticket else None,
+            **page_links(request.GET, page),
+        },
     )
+
+
+def _awaiting_together(user, ticket: str) -> dict | None:
+    """A ticket's requests awaiting this user's approval, as many as one approval takes."""
+    ids = list(
+        requests_awaiting_decision(user)
+        .filter(ticket=ticket)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: services.LARGEST_APPROVAL]
+    )
+    if not ids:
+        return None
+    return {"ticket": ticket, "count": len(ids), "up_to": ids[-1]}
 
 
 @login_required
@@ -179,6 +209,38 @@ def request_approve(request: HttpRequest, code: str) -> HttpResponse:
         lambda: services.request_approve(request=item, actor=request.user, ip=client_ip(request)),
         f"{item.code} is approved and queued.",
     )
+
+
+@login_required
+@require_POST
+def requests_approve_together(request: HttpRequest) -> HttpResponse:
+    """Approve a ticket's requests awaiting this approver at once, as reviewed on the list."""
+    form = ApproveTogetherForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "That approval was not understood; nothing was approved.")
+        return redirect("provisioning:list")
+    data = form.cleaned_data
+    try:
+        approved = services.requests_approve_together(
+            actor=request.user,
+            ticket=data["ticket"],
+            up_to_id=data["up_to"],
+            expected=data["expected"],
+            ip=client_ip(request),
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    except DatabaseError:
+        logger.exception(
+            "Approving the requests of %s together: the database refused", data["ticket"]
+        )
+        messages.error(request, NOT_RECORDED)
+    else:
+        messages.success(
+            request,
+            f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
+        )
+    return redirect(f"{reverse('provisioning:list')}?{urlencode({'ticket': data['ticket']})}")
 
 
 @login_required

@@ -30,17 +30,23 @@ def wait_until_finished(request: ProvisioningRequest, log: Path) -> Provisioning
         time.sleep(0.2)
 
 
-def submit_and_approve(alice, bob) -> ProvisioningRequest:
-    request = services.request_submit(
+def open_mailbox(
+    alice, target: str, *, ticket: str = "HD-4242", **parameters
+) -> ProvisioningRequest:
+    return services.request_submit(
         requester=alice,
         kind=ProvisioningRequest.Kind.CREATE_MAILBOX,
-        target="jane@example.com",
-        parameters={"name": "Jane Doe", "language": "de_DE", "quota_mb": 512},
+        target=target,
+        parameters={"name": "Jane Doe", "language": "de_DE", "quota_mb": 512, **parameters},
         password=PASSWORD,
-        ticket="HD-4242",
+        ticket=ticket,
         reason="New starter in accounting",
         ip="192.0.2.10",
     )
+
+
+def submit_and_approve(alice, bob) -> ProvisioningRequest:
+    request = open_mailbox(alice, "jane@example.com")
     # Committed at once (transactional test): the task is published to Redis on commit.
     return services.request_approve(request=request, actor=bob, ip="192.0.2.20")
 
@@ -94,3 +100,27 @@ def test_a_refusal_by_the_server_fails_the_request_with_its_message(
         ("api.call", "worker", None, "info", target, ticket, ""),
         ("api.failed", "worker", None, "failure", target, ticket, "ALREADY_EXISTS"),
     ]
+
+
+def test_a_ticket_approved_together_is_created_by_the_worker_each_with_its_trail(
+    alice, bob, mail_server, worker, settings
+):
+    # 2 worker threads: 6 requests go out 3 per message, each message run by one thread.
+    settings.MAILDESK_WORKER_THREADS = 2
+    targets = [f"starter{n}@example.com" for n in range(6)]
+    opened = [open_mailbox(alice, target, ticket="HD-77") for target in targets]
+
+    services.requests_approve_together(
+        actor=bob, ticket="HD-77", up_to_id=opened[-1].pk, expected=6, ip="192.0.2.20"
+    )
+
+    for request in opened:
+        request = wait_until_finished(request, worker)
+        assert request.status == Status.SUCCEEDED, worker.read_text()
+        assert [row[:4] for row in audit_trail(request)] == [
+            ("request.submitted", "alice", "192.0.2.10", "success"),
+            ("request.approved", "bob", "192.0.2.20", "success"),
+            ("api.call", "worker", None, "info"),
+            ("api.succeeded", "worker", None, "success"),
+        ]
+    assert mail_server.emulator.stats()["created"] == {f"user:{target}": 1 for target in targets}

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.provisioning.publishing import publish_execution
+from apps.provisioning import publishing
+from apps.provisioning.publishing import (
+    EXECUTE_TOGETHER_TASK,
+    LARGEST_MESSAGE,
+    publish_execution,
+    publish_executions_together,
+)
 from tests.conftest import use_broker
 
 
@@ -48,12 +54,18 @@ def refusing_broker() -> str:
 
 
 @pytest.mark.parametrize("broker", ["hanging_broker", "refusing_broker"])
-def test_a_broken_broker_costs_the_caller_at_most_the_publish_timeout(request, settings, broker):
+@pytest.mark.parametrize("together", [False, True], ids=["one", "together"])
+def test_a_broken_broker_costs_the_caller_at_most_the_publish_timeout(
+    request, settings, monkeypatch, broker, together
+):
     settings.MAILDESK_PUBLISH_TIMEOUT = 0.5
+    # Publishing threads of this test's own: a send left stuck on the broken broker must not
+    # hold the threads the next test publishes with (the previous ones come back afterwards).
+    monkeypatch.setattr(publishing, "_executor", None)
     use_broker(request.getfixturevalue(broker))
     try:
         started = time.monotonic()
-        delivered = publish_execution(42)
+        delivered = publish_executions_together(range(500)) if together else publish_execution(42)
         elapsed = time.monotonic() - started
     finally:
         use_broker("memory://")
@@ -65,3 +77,27 @@ def test_a_broken_broker_costs_the_caller_at_most_the_publish_timeout(request, s
 def test_a_working_broker_gets_the_message_at_once(published):
     assert publish_execution(7) is True
     assert [args for _, args, _ in published()] == [[7]]
+
+
+@pytest.mark.parametrize(
+    ("approved", "sizes"),
+    [
+        (500, [LARGEST_MESSAGE] * 62 + [4]),  # a new customer's mailboxes: 8 per message
+        (64, [2] * 32),  # still one message per worker thread
+        (40, [1] * 40),  # fewer requests than threads: one each, all at once
+        (1, [1]),
+        (0, []),
+    ],
+)
+def test_requests_approved_together_go_out_several_per_message_over_every_thread(
+    settings, published, approved, sizes
+):
+    settings.MAILDESK_WORKER_THREADS = 32
+    ids = list(range(1000, 1000 + approved))
+
+    assert publish_executions_together(ids) is True
+
+    messages = published()
+    assert {task for task, _, _ in messages} <= {EXECUTE_TOGETHER_TASK}
+    assert [len(args[0]) for _, args, _ in messages] == sizes
+    assert [request_id for _, args, _ in messages for request_id in args[0]] == ids

@@ -16,11 +16,12 @@ Inputs tried per run (approximate: hypothesis's max_examples, plus explicit exam
 - create-domain form: 150          - create-mailbox form: 150
 - delete-mailbox form: 100         - delete-domain form: 60
 - reject form: 60                  - retry form (new initial password): 60
+- approve-together form: 60
 - comment form: 60                 - login form: 60
 - request-list filters: 100 (200 GETs: url-encoded and raw query strings)
 - audit-log filters: 100 (400 GETs: the page and the CSV export, each encoded and raw)
 - client path segments, called directly: 150 addresses and 150 domains
-- about 1,200 generated inputs in all, plus about 115 fixed ones: 26 explicit examples, and
+- about 1,260 generated inputs in all, plus about 118 fixed ones: 29 explicit examples, and
   baselines that fail if a check above became vacuous (27 calendar dates in 3 time zones, 4
   well-formed request forms, 34 path segments, 13 sign-ins with a hostile or a local `next`,
   11 pages that must show a hostile text escaped, or not at all).
@@ -679,6 +680,39 @@ def test_reject_form_never_fails_and_records_only_a_real_reason(
     else:
         assert item.status == Status.PENDING
     page = client.get(reverse("provisioning:detail", kwargs={"code": item.code}))
+    assert page.status_code == 200
+    assert_no_markup_reflected(page)
+
+
+@pytest.mark.django_db
+@bounded(60)
+@given(ticket=ticket_input, up_to=number_input, expected=number_input)
+@example(ticket=GOOD_TICKET, up_to=str(2**62), expected="1")  # the baseline: approved
+@example(ticket=GOOD_TICKET, up_to=str(2**63), expected="1")  # past bigint
+@example(ticket=GOOD_TICKET + "\n", up_to="1e3", expected="\u0661")
+@each_example_rolled_back
+def test_approve_together_form_never_fails_and_approves_only_what_was_reviewed(
+    client: Client, alice, bob, ticket: str, up_to: str, expected: str
+) -> None:
+    item = submitted(alice, kind=Kind.CREATE_MAILBOX, target="new.user@example.com")
+    client.force_login(bob)
+    response = client.post(
+        reverse("provisioning:approve_together"),
+        {"ticket": ticket, "up_to": up_to, "expected": expected},
+    )
+    assert response.status_code < 500
+    item.refresh_from_db()
+    approvals = AuditEvent.objects.filter(action="request.approved", request_code=item.code)
+    if item.status == Status.QUEUED:
+        # The one request of that ticket awaiting bob, under that bound: what he reviewed.
+        assert ticket.strip() == item.ticket
+        assert [row.details["together"] for row in approvals] == [1]
+    else:
+        assert item.status == Status.PENDING
+        assert not approvals.exists()
+    if (ticket, up_to, expected) == (GOOD_TICKET, str(2**62), "1"):
+        assert item.status == Status.QUEUED  # the checks above are not vacuous
+    page = client.get(reverse("provisioning:list"), {"ticket": ticket})
     assert page.status_code == 200
     assert_no_markup_reflected(page)
 

@@ -42,16 +42,18 @@ NEW_MAILBOX = {
         ("alice", "cancel/", {}),
         ("bob", "comments/", {"body": "hi"}),
         ("alice", "new-create-mailbox", NEW_MAILBOX),
+        ("bob", "approve-together", {"ticket": "HD-1", "expected": 1}),
     ],
 )
 def test_a_change_without_a_csrf_token_is_refused(request, pending, who, path, data):
     client = Client(enforce_csrf_checks=True)
     client.force_login(request.getfixturevalue(who))
-    url = (
-        "/requests/new/create-mailbox/"
-        if path.startswith("new-")
-        else f"/requests/{pending.code}/{path}"
-    )
+    if path == "approve-together":
+        url, data = "/requests/approve-together/", {**data, "up_to": pending.pk}
+    elif path.startswith("new-"):
+        url = "/requests/new/create-mailbox/"
+    else:
+        url = f"/requests/{pending.code}/{path}"
     before = state()
 
     answer = client.post(url, data)
@@ -69,6 +71,14 @@ def test_with_its_token_the_same_change_goes_through(alice, bob, pending):
 
     pending.refresh_from_db()
     assert pending.status == "queued"
+
+
+def test_approving_together_answers_no_get(bob, pending, client):
+    client.force_login(bob)
+    before = state()
+
+    assert client.get("/requests/approve-together/").status_code == 405
+    assert state() == before
 
 
 @pytest.mark.parametrize("action", ["approve", "reject", "cancel", "retry", "comments"])
