@@ -8,8 +8,9 @@ emulator in its own process with added latency standing in for a slow server.
 
 - Throughput: N approved create-mailbox requests, from the moment the queue is released to the
   last one succeeded (the time the worker recorded it), divided by a bare `requests` loop
-  making the same N calls with the same number of threads, one logged-in session each.
-  Also with the approvals made inside the timed window, one after the other.
+  making the same N calls with the same number of threads, one logged-in session each. The N
+  are one ticket approved together, as a new customer's mailboxes are; also approved one by
+  one (a message per request), and with the approvals made inside the timed window.
 - Sessions: the emulator's counters of logins and TCP connections per call, beside a
   deliberately naive worker that makes a client (a login and a connection) per task.
 - Scaling: 16 worker threads against 4, and the emulator's CPU per call (its ceiling).
@@ -227,11 +228,21 @@ def submit(env: Environment, count: int, prefix: str) -> list:
     return list(ProvisioningRequest.objects.filter(pk__in=ids).order_by("pk"))
 
 
-def approve(env: Environment, pending: list) -> None:
+def approve(env: Environment, pending: list, *, together: bool = False) -> None:
+    """bob approves them one by one, each published alone, or `together` as the approver of a
+    new customer's mailboxes would: per ticket, up to services.LARGEST_APPROVAL at a time."""
     from apps.provisioning import services
 
-    for request in pending:
-        services.request_approve(request=request, actor=env.bob)
+    if not together:
+        for request in pending:
+            services.request_approve(request=request, actor=env.bob)
+        return
+    for start in range(0, len(pending), services.LARGEST_APPROVAL):
+        reviewed = pending[start : start + services.LARGEST_APPROVAL]
+        services.requests_approve_together(
+            actor=env.bob, ticket=reviewed[0].ticket, up_to_id=reviewed[-1].pk,
+            expected=len(reviewed),
+        )  # fmt: skip
 
 
 def wait_succeeded(
@@ -266,16 +277,23 @@ def pipeline(
     processes: int = 1,
     launcher: str = "celery",
     approvals_in_window: bool = False,
+    together: bool = True,
     project_dir: Path = PROJECT_DIR,
 ) -> Run:
     """`count` approved requests through `processes` workers of `threads` threads in all.
 
     The queue is filled while the workers are stopped (SIGSTOP) and released at once, so the
     clock measures the pipeline, not this process approving; with `approvals_in_window` the
-    workers run and the clock starts before the first approval. `project_dir`: the checkout
-    whose code the workers run (bench.versus runs another revision's beside this one).
+    workers run and the clock starts before the first approval (made one by one). `together`:
+    approved together as one ticket (several requests per message), else one by one.
+    `project_dir`: the checkout whose code the workers run (bench.versus runs another
+    revision's beside this one).
     """
+    from django.conf import settings
+
     prepare_emulator(env, latency)
+    # What a deployment of this many threads sets (docs/deploy.md): this process publishes.
+    settings.MAILDESK_WORKER_THREADS = threads
     prefix = f"pipe{next(_runs)}"
     pending = submit(env, count, prefix)
     workers = start_workers(
@@ -286,7 +304,7 @@ def pipeline(
         if not approvals_in_window:
             for worker in workers:
                 worker.kill(signal.SIGSTOP)
-            approve(env, pending)
+            approve(env, pending, together=together)
         env.control.reset_stats()
         meter.start()
         released = datetime.now(UTC)
@@ -361,6 +379,17 @@ def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, R
         f"   the same at 8 threads and 50 ms, with the {count} approvals made one by one inside "
         f"the window: {in_window.rate:.0f}/s, ratio {in_window.rate / bare.rate:.2f}"
     )
+    for threads, processes in ((8, 1), (32, 2)):
+        alone = pipeline(
+            env, threads=threads, count=count, latency=0.05, processes=processes, together=False
+        )
+        bare, together = results[0.05, threads, processes]
+        print(
+            f"   approved one by one (a message each) instead, {threads} threads at 50 ms: "
+            f"{alone.rate:.0f}/s, ratio {alone.rate / bare.rate:.2f} (together: "
+            f"{together.rate / bare.rate:.2f}; worker CPU {alone.cpu_per_item_ms('worker'):.2f} "
+            f"against {together.cpu_per_item_ms('worker'):.2f} ms per request)"
+        )
     return results
 
 

@@ -53,6 +53,7 @@ def alternate(env: Environment, base: Path, args: argparse.Namespace) -> dict[st
             run = pipeline(
                 env, threads=args.threads, count=args.count, latency=latency,
                 processes=args.processes, project_dir=base if name == "base" else PROJECT_DIR,
+                together=False,  # a message per request: what every revision's worker reads
             )  # fmt: skip
             runs[name].append(run)
             worker = run.cpu_per_item_ms("worker")

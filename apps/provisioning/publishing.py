@@ -25,6 +25,7 @@ EXECUTE_TOGETHER_TASK = "provisioning.execute_requests"
 # The most requests of an approval together that one message carries (apps.provisioning.tasks).
 LARGEST_MESSAGE = 8
 
+
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
@@ -61,21 +62,34 @@ def publish_executions_together(request_ids: Sequence[int]) -> bool:
     """Publish the executions of many requests approved together, several ids per message.
 
     A message costs a worker about as much CPU as a request's own database work, so a large
-    approval goes out in messages of up to LARGEST_MESSAGE requests, each run one after the
-    other by one worker thread. Never fewer messages than MAILDESK_WORKER_THREADS (when there
-    are that many requests): a small approval keeps every thread busy, one request each.
+    approval goes out in messages of several requests, each run one after the other by one
+    worker thread (`messages_for`).
     """
     if not request_ids:
         return True
-    per_message = max(1, min(LARGEST_MESSAGE, len(request_ids) // settings.MAILDESK_WORKER_THREADS))
-    messages = [
-        list(request_ids[start : start + per_message])
-        for start in range(0, len(request_ids), per_message)
-    ]
+    messages = messages_for(list(request_ids), settings.MAILDESK_WORKER_THREADS)
     deadline = time.monotonic() + settings.MAILDESK_PUBLISH_TIMEOUT
     return _publish(
         f"{len(request_ids)} requests approved together", _send_together, messages, deadline
     )
+
+
+def messages_for(request_ids: list[int], threads: int) -> list[list[int]]:
+    """`request_ids` cut into messages, in order, for `threads` worker threads.
+
+    Each message takes at most a `threads`-th of the requests still left (and at most
+    LARGEST_MESSAGE): large messages first, while there is work for every thread after them,
+    then ever smaller ones, and single requests at the end. The threads then finish together:
+    one that took a large message early is not still working through it when the others have
+    run out (guided scheduling).
+    """
+    messages = []
+    start = 0
+    while start < len(request_ids):
+        size = max(1, min(LARGEST_MESSAGE, (len(request_ids) - start) // threads))
+        messages.append(request_ids[start : start + size])
+        start += size
+    return messages
 
 
 def _publish(what: str, send: Callable[..., None], *args: Any) -> bool:

@@ -11,6 +11,7 @@ from apps.provisioning import publishing
 from apps.provisioning.publishing import (
     EXECUTE_TOGETHER_TASK,
     LARGEST_MESSAGE,
+    messages_for,
     publish_execution,
     publish_executions_together,
 )
@@ -80,19 +81,18 @@ def test_a_working_broker_gets_the_message_at_once(published):
 
 
 @pytest.mark.parametrize(
-    ("approved", "sizes"),
+    ("approved", "threads", "sizes"),
     [
-        (500, [LARGEST_MESSAGE] * 62 + [4]),  # a new customer's mailboxes: 8 per message
-        (64, [2] * 32),  # still one message per worker thread
-        (40, [1] * 40),  # fewer requests than threads: one each, all at once
-        (1, [1]),
-        (0, []),
+        (12, 2, [6, 3, 1, 1, 1]),  # each thread ends up with 6: the first message, or the rest
+        (40, 32, [1] * 40),  # fewer requests than two per thread: one per message
+        (1, 32, [1]),
+        (0, 32, []),
     ],
 )
-def test_requests_approved_together_go_out_several_per_message_over_every_thread(
-    settings, published, approved, sizes
+def test_requests_approved_together_go_out_in_ever_smaller_messages(
+    settings, published, approved, threads, sizes
 ):
-    settings.MAILDESK_WORKER_THREADS = 32
+    settings.MAILDESK_WORKER_THREADS = threads
     ids = list(range(1000, 1000 + approved))
 
     assert publish_executions_together(ids) is True
@@ -101,3 +101,18 @@ def test_requests_approved_together_go_out_several_per_message_over_every_thread
     assert {task for task, _, _ in messages} <= {EXECUTE_TOGETHER_TASK}
     assert [len(args[0]) for _, args, _ in messages] == sizes
     assert [request_id for _, args, _ in messages for request_id in args[0]] == ids
+
+
+@pytest.mark.parametrize("approved", [500, 1000, 5000])
+def test_a_large_approval_saves_most_messages_and_still_ends_in_single_requests(approved):
+    ids = list(range(approved))
+
+    messages = messages_for(ids, 32)
+
+    sizes = [len(message) for message in messages]
+    assert [request_id for message in messages for request_id in message] == ids
+    assert sizes[0] == LARGEST_MESSAGE
+    assert max(sizes) == LARGEST_MESSAGE
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-32:] == [1] * 32  # each thread's last message: one request
+    assert len(messages) < approved * 0.3
