@@ -293,7 +293,7 @@ def pipeline(
 
     prepare_emulator(env, latency)
     # What a deployment of this many threads sets (docs/deploy.md): this process publishes.
-    settings.MAILDESK_WORKER_THREADS = threads
+    settings.MAILDESK_WORKER_THREADS_TOTAL = threads
     prefix = f"pipe{next(_runs)}"
     pending = submit(env, count, prefix)
     workers = start_workers(

@@ -454,6 +454,53 @@ def database_restarts(env: Environment) -> Result:
     return result
 
 
+# --- 11 ---------------------------------------------------------------------------------------
+
+
+def approved_together_killed(env: Environment) -> Result:
+    """A ticket's requests approved together (messages of several requests each), the worker
+    SIGKILLed while it works through them, again and again."""
+    from django.conf import settings
+
+    from apps.provisioning import services
+
+    result = Result("11 approved together, worker killed")
+    env.reset_emulator()
+    env.control.add_fault({"kind": "delay", "delay": 0.3, "method": "POST", "route": "user",
+                           "times": 0})  # fmt: skip
+    # Published for the 4 threads of the worker: 40 requests go out as 8, 8, 6, 4, 3, 2, 2 and
+    # seven single ones (publishing.messages_for).
+    settings.MAILDESK_WORKER_THREADS_TOTAL = 4
+    beat = env.start_beat()
+    worker = env.start_worker()
+    ids: list[int] = []
+    for run in range(5):
+        pending = env.submit_and_approve(addresses(f"together{run}-", 40), approve=False)
+        services.requests_approve_together(
+            actor=env.bob, ticket="CHAOS-1", up_to_id=max(pending), expected=len(pending)
+        )
+        ids += pending
+        try:
+            wait_for(lambda: env.control.stats()["in_flight"] > 0, 20, "a POST to be held")
+        except TimeoutError:
+            result.problems.append(f"run {run}: no call in flight to interrupt")
+        time.sleep(random.uniform(0.1, 1.5))  # inside a message of several, or between two
+        worker.kill(signal.SIGKILL)
+        result.runs += 1
+        worker = env.start_worker(wait=False)
+    recovery = 12 + 2 + 4 + 60  # lease + sweep + grace + the work itself
+    result.expect(env.wait_finished(ids, recovery), "not every request finished in time")
+    env.control.clear_faults()
+    account(env, result, ids)
+    reconciled = with_database(lambda: _reconciled(ids))
+    result.notes.append(
+        f"{result.runs} SIGKILLs inside messages of up to 8 requests; {reconciled} reconciled"
+    )
+    env.stop(worker)
+    env.stop(beat)
+    return result
+
+
 SCENARIOS = [
     worker_killed_mid_call,
     redis_down_or_hanging,
@@ -465,4 +512,5 @@ SCENARIOS = [
     operator_problems,
     audit_write_fails,
     database_restarts,
+    approved_together_killed,
 ]

@@ -340,9 +340,9 @@ MAILDESK_LEASE_SECONDS = env_int(
 MAILDESK_OPERATOR_WAIT_SECONDS = env_int("MAILDESK_OPERATOR_WAIT_SECONDS", 3600, minimum=0)
 # A publish to the broker is waited for this long at most; past it the sweeper takes over.
 MAILDESK_PUBLISH_TIMEOUT = env_float("MAILDESK_PUBLISH_TIMEOUT", 1.0, minimum=0.1)
-# Worker threads in all (processes x concurrency; deploy/Procfile runs 2 x 16): requests
-# approved together are spread over at least this many messages (publishing.py).
-MAILDESK_WORKER_THREADS = env_int("MAILDESK_WORKER_THREADS", 32, minimum=1)
+# Worker threads in all, on every host (deploy/Procfile runs 2 processes of 16): requests
+# approved together are cut into messages for this many threads (publishing.messages_for).
+MAILDESK_WORKER_THREADS_TOTAL = env_int("MAILDESK_WORKER_THREADS_TOTAL", 32, minimum=1)
 # The sweeper runs this often and re-publishes requests queued for longer than the grace time.
 MAILDESK_SWEEP_SECONDS = env_int("MAILDESK_SWEEP_SECONDS", 30, minimum=1)
 MAILDESK_QUEUED_GRACE_SECONDS = env_int("MAILDESK_QUEUED_GRACE_SECONDS", 60, minimum=1)

@@ -67,7 +67,7 @@ def publish_executions_together(request_ids: Sequence[int]) -> bool:
     """
     if not request_ids:
         return True
-    messages = messages_for(list(request_ids), settings.MAILDESK_WORKER_THREADS)
+    messages = messages_for(list(request_ids), settings.MAILDESK_WORKER_THREADS_TOTAL)
     deadline = time.monotonic() + settings.MAILDESK_PUBLISH_TIMEOUT
     return _publish(
         f"{len(request_ids)} requests approved together", _send_together, messages, deadline

@@ -106,7 +106,7 @@ def test_a_ticket_approved_together_is_created_by_the_worker_each_with_its_trail
     alice, bob, mail_server, worker, settings
 ):
     # Published for one worker thread: 12 requests go out 3 per message (publishing.py).
-    settings.MAILDESK_WORKER_THREADS = 1
+    settings.MAILDESK_WORKER_THREADS_TOTAL = 1
     targets = [f"starter{n}@example.com" for n in range(12)]
     opened = [open_mailbox(alice, target, ticket="HD-77") for target in targets]
 

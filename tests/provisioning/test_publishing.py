@@ -92,7 +92,7 @@ def test_a_working_broker_gets_the_message_at_once(published):
 def test_requests_approved_together_go_out_in_ever_smaller_messages(
     settings, published, approved, threads, sizes
 ):
-    settings.MAILDESK_WORKER_THREADS = threads
+    settings.MAILDESK_WORKER_THREADS_TOTAL = threads
     ids = list(range(1000, 1000 + approved))
 
     assert publish_executions_together(ids) is True
