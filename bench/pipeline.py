@@ -369,7 +369,7 @@ def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, R
         cores = sum(cpu) / 1000 * TARGET_THROUGHPUT * bare.rate
         print(
             f"   {latency * 1000:4.0f} ms {threads:7d} {processes:5d} {bare.rate:7.0f} "
-            f"{run.rate:10.0f} {ratio:6.2f}  {cpu[0]:5.2f} + {cpu[1]:4.2f} + {cpu[2]:4.2f}"
+            f"{run.rate:10.0f} {ratio:6.3f}  {cpu[0]:5.2f} + {cpu[1]:4.2f} + {cpu[2]:4.2f}"
             f"{'':27}{cores:5.1f}  {verdict(ratio >= TARGET_THROUGHPUT)}"
         )
         results[latency, threads, processes] = (bare, run)

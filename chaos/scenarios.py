@@ -68,6 +68,29 @@ def noop_deliveries(workers) -> int:
     return sum(worker.text().count("nothing to do") for worker in workers)
 
 
+def kill_mid_call(env: Environment, worker, result: Result, *, pause: tuple[float, float]):
+    """SIGKILL `worker` a random while (`pause`, seconds) into a held call; returns a new one."""
+    try:
+        wait_for(lambda: env.control.stats()["in_flight"] > 0, 20, "a POST to be held")
+    except TimeoutError:
+        result.problems.append(f"run {result.runs}: no call in flight to interrupt")
+    time.sleep(random.uniform(*pause))
+    worker.kill(signal.SIGKILL)
+    result.runs += 1
+    return env.start_worker(wait=False)
+
+
+def account_after_kills(
+    env: Environment, result: Result, ids: list[int], *, work_seconds: int
+) -> int:
+    """Wait out the recovery, count the outcomes; returns how many were reconciled."""
+    recovery = 12 + 2 + 4 + work_seconds  # lease + sweep + grace (chaos.harness) + the work
+    result.expect(env.wait_finished(ids, recovery), "not every request finished in time")
+    env.control.clear_faults()
+    account(env, result, ids)
+    return with_database(lambda: _reconciled(ids))
+
+
 # --- 1 ----------------------------------------------------------------------------------------
 
 
@@ -83,19 +106,8 @@ def worker_killed_mid_call(env: Environment) -> Result:
     ids: list[int] = []
     for run in range(20):
         ids += env.submit_and_approve(addresses(f"kill{run}-", 3))
-        try:
-            wait_for(lambda: env.control.stats()["in_flight"] > 0, 20, "a POST to be held")
-        except TimeoutError:
-            result.problems.append(f"run {run}: no call in flight to interrupt")
-        time.sleep(random.uniform(0.05, 0.8))  # anywhere in the held call
-        worker.kill(signal.SIGKILL)
-        result.runs += 1
-        worker = env.start_worker(wait=False)
-    recovery = 12 + 2 + 4 + 40  # lease + sweep + grace + the work itself
-    result.expect(env.wait_finished(ids, recovery), "not every request finished in time")
-    env.control.clear_faults()
-    account(env, result, ids)
-    reconciled = with_database(lambda: _reconciled(ids))
+        worker = kill_mid_call(env, worker, result, pause=(0.05, 0.8))  # anywhere in the call
+    reconciled = account_after_kills(env, result, ids, work_seconds=40)
     result.notes.append(f"{result.runs} SIGKILLs; {reconciled} reconciled by reading back")
     env.stop(worker)
     env.stop(beat)
@@ -480,19 +492,9 @@ def approved_together_killed(env: Environment) -> Result:
             actor=env.bob, ticket="CHAOS-1", up_to_id=max(pending), expected=len(pending)
         )
         ids += pending
-        try:
-            wait_for(lambda: env.control.stats()["in_flight"] > 0, 20, "a POST to be held")
-        except TimeoutError:
-            result.problems.append(f"run {run}: no call in flight to interrupt")
-        time.sleep(random.uniform(0.1, 1.5))  # inside a message of several, or between two
-        worker.kill(signal.SIGKILL)
-        result.runs += 1
-        worker = env.start_worker(wait=False)
-    recovery = 12 + 2 + 4 + 60  # lease + sweep + grace + the work itself
-    result.expect(env.wait_finished(ids, recovery), "not every request finished in time")
-    env.control.clear_faults()
-    account(env, result, ids)
-    reconciled = with_database(lambda: _reconciled(ids))
+        # Inside a message of several, or between two.
+        worker = kill_mid_call(env, worker, result, pause=(0.1, 1.5))
+    reconciled = account_after_kills(env, result, ids, work_seconds=60)
     result.notes.append(
         f"{result.runs} SIGKILLs inside messages of up to 8 requests; {reconciled} reconciled"
     )
