@@ -230,19 +230,19 @@ def submit(env: Environment, count: int, prefix: str) -> list:
 
 def approve(env: Environment, pending: list, *, together: bool = False) -> None:
     """bob approves them one by one, each published alone, or `together` as the approver of a
-    new customer's mailboxes would: per ticket, up to services.LARGEST_APPROVAL at a time."""
+    new customer's mailboxes would: per ticket, up to LARGEST_APPROVAL at a time."""
     from apps.provisioning import services
+    from apps.provisioning.selectors import LARGEST_APPROVAL
 
     if not together:
         for request in pending:
             services.request_approve(request=request, actor=env.bob)
         return
-    for start in range(0, len(pending), services.LARGEST_APPROVAL):
-        reviewed = pending[start : start + services.LARGEST_APPROVAL]
+    for start in range(0, len(pending), LARGEST_APPROVAL):
+        reviewed = pending[start : start + LARGEST_APPROVAL]
         services.requests_approve_together(
-            actor=env.bob, ticket=reviewed[0].ticket, up_to_id=reviewed[-1].pk,
-            expected=len(reviewed),
-        )  # fmt: skip
+            actor=env.bob, ticket=reviewed[0].ticket, reviewed=[r.pk for r in reviewed]
+        )
 
 
 def wait_succeeded(

@@ -472,7 +472,7 @@ def database_restarts(env: Environment) -> Result:
 def approved_together_killed(env: Environment) -> Result:
     """A ticket's requests approved together (messages of several requests each), the worker
     SIGKILLed while it works through them, again and again."""
-    from django.conf import settings
+    from django.test.utils import override_settings
 
     from apps.provisioning import services
 
@@ -480,20 +480,18 @@ def approved_together_killed(env: Environment) -> Result:
     env.reset_emulator()
     env.control.add_fault({"kind": "delay", "delay": 0.3, "method": "POST", "route": "user",
                            "times": 0})  # fmt: skip
-    # Published for the 4 threads of the worker: 40 requests go out as 8, 8, 6, 4, 3, 2, 2 and
-    # seven single ones (publishing.messages_for).
-    settings.MAILDESK_WORKER_THREADS_TOTAL = 4
     beat = env.start_beat()
     worker = env.start_worker()
     ids: list[int] = []
-    for run in range(5):
-        pending = env.submit_and_approve(addresses(f"together{run}-", 40), approve=False)
-        services.requests_approve_together(
-            actor=env.bob, ticket="CHAOS-1", up_to_id=max(pending), expected=len(pending)
-        )
-        ids += pending
-        # Inside a message of several, or between two.
-        worker = kill_mid_call(env, worker, result, pause=(0.1, 1.5))
+    # Published for the 4 threads of the worker: 40 requests go out as 8, 8, 6, 4, 3, 2, 2 and
+    # seven single ones (publishing.messages_for).
+    with override_settings(MAILDESK_WORKER_THREADS_TOTAL=4):
+        for run in range(5):
+            pending = env.submit_and_approve(addresses(f"together{run}-", 40), approve=False)
+            services.requests_approve_together(actor=env.bob, ticket="CHAOS-1", reviewed=pending)
+            ids += pending
+            # Inside a message of several, or between two.
+            worker = kill_mid_call(env, worker, result, pause=(0.1, 1.5))
     reconciled = account_after_kills(env, result, ids, work_seconds=60)
     result.notes.append(
         f"{result.runs} SIGKILLs inside messages of up to 8 requests; {reconciled} reconciled"

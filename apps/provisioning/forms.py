@@ -20,7 +20,7 @@ from apps.accounts.selectors import domains_for
 from apps.core.pagination import page_size_field
 from apps.iredadmin import validators
 from apps.provisioning.models import ProvisioningRequest
-from apps.provisioning.services import LARGEST_APPROVAL
+from apps.provisioning.selectors import LARGEST_APPROVAL
 
 Kind = ProvisioningRequest.Kind
 MAX_PASSWORD_LENGTH = 256
@@ -299,14 +299,22 @@ class RejectForm(forms.Form):
 
 
 class ApproveTogetherForm(forms.Form):
-    """What the approver reviewed: a ticket's requests awaiting them, so many, ids up to one."""
+    """What the approver reviewed: a ticket, and the ids of its requests they were shown."""
 
     ticket = forms.CharField(max_length=64)
-    up_to = forms.IntegerField(min_value=1, max_value=2**63 - 1)  # an id (bigint)
-    expected = forms.IntegerField(min_value=1, max_value=LARGEST_APPROVAL)
+    reviewed = forms.CharField(max_length=20 * LARGEST_APPROVAL)  # ids, comma-separated
 
     def clean_ticket(self) -> str:
         return validate_ticket(self.cleaned_data["ticket"])
+
+    def clean_reviewed(self) -> list[int]:
+        parts = self.cleaned_data["reviewed"].split(",")
+        if not 1 <= len(parts) <= LARGEST_APPROVAL or not all(
+            re.fullmatch(r"[1-9][0-9]{0,17}", part)
+            for part in parts  # ids: bigint, ASCII
+        ):
+            raise ValidationError("Not a list of requests.")
+        return [int(part) for part in parts]
 
 
 class RetryForm(forms.Form):

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from apps.accounts.models import Delegation
 from apps.accounts.selectors import (
     domain_branches,
-    domain_names_for,
+    domains_for,
     holds_role,
     may_approve_new_domain,
 )
@@ -52,16 +52,31 @@ def request_get_for_user(*, user: AbstractBaseUser, code: str) -> ProvisioningRe
 
 
 def requests_awaiting_decision(user: AbstractBaseUser) -> QuerySet[ProvisioningRequest]:
-    """Pending requests this user may approve: in their approver scope, not their own."""
-    requests = ProvisioningRequest.objects.select_related("requested_by").filter(
-        status=Status.PENDING
+    """Pending requests this user may approve: those `may_decide` allows, not their own.
+
+    The same rules as `may_decide`, as a query: a new domain needs the new-domain approval
+    grant (an approver of a domain's name is not one); anything else an approver's delegation
+    in a managed (active) domain.
+    """
+    approver_of = Q(domain__in=domains_for(user, Delegation.Role.APPROVER).values("name"))
+    return (
+        ProvisioningRequest.objects.select_related("requested_by")
+        .filter(status=Status.PENDING)
+        .filter((approver_of & ~Q(kind=Kind.CREATE_DOMAIN)) | _new_domains_scope(user))
+        .exclude(requested_by=user)
     )
-    if not user.is_superuser:
-        requests = requests.filter(
-            Q(domain__in=domain_names_for(user, Delegation.Role.APPROVER))
-            | _new_domains_scope(user)
-        )
-    return requests.exclude(requested_by=user)
+
+
+# The most requests one approval together takes: one transaction, one audit INSERT.
+LARGEST_APPROVAL = 1000
+
+
+def awaiting_together(user: AbstractBaseUser, ticket: str) -> list[ProvisioningRequest]:
+    """The requests of a ticket awaiting this user's approval, oldest first, as many as one
+    approval together takes (apps.provisioning.services.requests_approve_together)."""
+    return list(
+        requests_awaiting_decision(user).filter(ticket=ticket).order_by("pk")[:LARGEST_APPROVAL]
+    )
 
 
 def may_decide(user: AbstractBaseUser, request: ProvisioningRequest) -> bool:

@@ -7,6 +7,7 @@ ApplicationError and leaves an audit row saying who tried what.
 Execution by the worker is in `execution.py`.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -23,7 +24,12 @@ from apps.core.encryption import seal
 from apps.core.exceptions import ApplicationError
 from apps.provisioning.models import ProvisioningRequest, RequestComment
 from apps.provisioning.publishing import publish_execution, publish_executions_together
-from apps.provisioning.selectors import may_comment, may_decide, requests_awaiting_decision
+from apps.provisioning.selectors import (
+    LARGEST_APPROVAL,
+    may_comment,
+    may_decide,
+    requests_awaiting_decision,
+)
 
 Kind = ProvisioningRequest.Kind
 Status = ProvisioningRequest.Status
@@ -89,14 +95,7 @@ def request_approve(
         approved = (
             ProvisioningRequest.objects.filter(pk=request.pk, status=Status.PENDING)
             .exclude(requested_by=actor)
-            .update(
-                status=Status.QUEUED,
-                decided_by=actor,
-                decided_at=now,
-                queued_at=now,
-                not_before=None,
-                updated_at=now,
-            )
+            .update(**_approval(actor, now))
         )
         if approved:
             request.refresh_from_db()
@@ -110,61 +109,84 @@ def request_approve(
     return request
 
 
-# The most requests one approval together may take: one transaction, one audit INSERT.
-LARGEST_APPROVAL = 1000
-
-
 def requests_approve_together(
     *,
     actor: AbstractBaseUser,
     ticket: str,
-    up_to_id: int,
-    expected: int,
+    reviewed: Sequence[int],
     ip: str | None = None,
 ) -> int:
-    """Approve, together, the requests of one ticket that await this approver and that they saw.
+    """Approve, together, the requests of one ticket that await this approver: exactly
+    `reviewed`, the ids of the ones they were shown (`selectors.awaiting_together`).
 
-    What they saw is `expected` requests with ids up to `up_to_id` (requests opened since have
-    higher ids). If the set changed meanwhile (another approver decided one, a requester
-    cancelled one), nothing is approved and the approver looks again: an approval covers what
-    was reviewed, never more. Each request gets its own audit row, as if approved alone, and the
-    executions are published together. Returns how many were approved.
+    Requests of the ticket opened since (higher ids) wait for their own review. If the set
+    changed meanwhile (another approver decided one, a requester cancelled one, one older than
+    the newest shown appeared), nothing is approved and the approver looks again: an approval
+    covers what was reviewed, never more nor less. Each request is approved under the same rules
+    and with its own audit row as if approved alone; the executions are published together.
+    Returns how many were approved.
     """
-    if not 1 <= expected <= LARGEST_APPROVAL:
+    reviewed = sorted(set(reviewed))
+    if not 1 <= len(reviewed) <= LARGEST_APPROVAL:
         raise ApplicationError(
             f"Between 1 and {LARGEST_APPROVAL} requests can be approved at once."
         )
-    awaiting = requests_awaiting_decision(actor).filter(ticket=ticket, pk__lte=up_to_id)
+    awaiting = requests_awaiting_decision(actor).filter(ticket=ticket, pk__lte=reviewed[-1])
     with transaction.atomic():
-        # Locked: none of them may change state between the count and the UPDATE.
-        ids = list(
+        # The rows are locked (PostgreSQL; SQLite writes one transaction at a time). The status
+        # condition out here is what makes the lock count: once a row's lock is ours, PostgreSQL
+        # checks it again on the row as committed, while the subquery keeps the snapshot it
+        # started with, so a request decided by another transaction meanwhile drops out here.
+        locked = list(
             ProvisioningRequest.objects.select_for_update()
             .filter(pk__in=awaiting.values("pk"), status=Status.PENDING)
             .order_by("pk")
-            .values_list("pk", flat=True)
         )
-        if len(ids) == expected:
+        found = [request.pk for request in locked]
+        approvable = found == reviewed and all(
+            may_decide(actor, r) for r in _one_per_domain(locked)
+        )
+        if approvable:
             now = timezone.now()
-            ProvisioningRequest.objects.filter(pk__in=ids).update(
-                status=Status.QUEUED, decided_by=actor, decided_at=now, queued_at=now,
-                not_before=None, updated_at=now,
-            )  # fmt: skip
-            approved = list(ProvisioningRequest.objects.filter(pk__in=ids).order_by("pk"))
+            queued = ProvisioningRequest.objects.filter(pk__in=found, status=Status.PENDING)
+            approvable = queued.update(**_approval(actor, now)) == len(found)
+        if approvable:
+            # What an audit row takes from a request (code, target, domain, ticket) did not change.
             events = [
                 audit_event(action="request.approved", actor=actor, ip=ip, request=request,
-                            outcome=Outcome.SUCCESS, details={"together": expected})
-                for request in approved
+                            outcome=Outcome.SUCCESS, details={"together": len(found)})
+                for request in locked
             ]  # fmt: skip
             audit_append(events)
-            transaction.on_commit(lambda: publish_executions_together(ids))
-    if len(ids) != expected:
+            transaction.on_commit(lambda: publish_executions_together(found))
+        else:
+            transaction.set_rollback(True)
+    if not approvable:
         message = (
             f"The requests of {ticket} awaiting your approval changed since you looked "
-            f"({len(ids)} now, {expected} then): nothing was approved. Review them again."
+            f"({len(found)} now, {len(reviewed)} then): nothing was approved. Review them again."
         )
-        _record_refusal(actor, ip, "approve", message)
+        details = {"ticket": ticket, "reviewed": len(reviewed), "found": len(found)}
+        _record_refusal(actor, ip, "approve", message, details=details)
         raise ApplicationError(message)
-    return expected
+    return len(found)
+
+
+def _one_per_domain(requests: list[ProvisioningRequest]) -> list[ProvisioningRequest]:
+    """One request of each (domain, new domain or not): what `may_decide` looks at."""
+    return list(
+        {
+            (request.domain, request.kind == Kind.CREATE_DOMAIN): request for request in requests
+        }.values()
+    )
+
+
+def _approval(actor: AbstractBaseUser, now: Any) -> dict[str, Any]:
+    """The fields an approval sets, alone or together."""
+    return {
+        "status": Status.QUEUED, "decided_by": actor, "decided_at": now, "queued_at": now,
+        "not_before": None, "updated_at": now,
+    }  # fmt: skip
 
 
 def request_reject(
@@ -360,11 +382,13 @@ def _record_refusal(
     request: ProvisioningRequest | None = None,
     target: str = "",
     domain: str = "",
+    details: dict[str, Any] | None = None,
 ) -> None:
     with transaction.atomic():
         audit_record(
             action=f"request.{action}_refused", actor=actor, ip=ip, request=request,
             target=target, domain=domain, outcome=Outcome.REFUSED, message=message,
+            details=details,
         )  # fmt: skip
 
 

@@ -24,10 +24,13 @@ def execute_requests(request_ids: list[int]) -> None:
         try:
             execution.request_execute(request_id=request_id)
         except Exception:
-            # One request's trouble (the database went away mid-claim) must not strand the
-            # others of the message; this one is left to the sweeper, as a lone task's would be.
+            # One request's trouble (the database went away) must not strand the others of the
+            # message. This one is left as a lone task's would be: still queued (the sweeper
+            # publishes it again) or, if its claim was written, running until its lease ends
+            # (then read back before anything is done again).
             logger.exception(
-                "Request %s: its attempt did not run; the sweeper will publish it again",
+                "Request %s: its attempt failed before its outcome was recorded; the sweeper "
+                "takes it over",
                 request_id,
             )
 

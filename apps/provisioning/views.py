@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
@@ -29,9 +30,11 @@ from apps.provisioning.forms import (
     RejectForm,
     RequestFilterForm,
     RetryForm,
+    validate_ticket,
 )
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.selectors import (
+    awaiting_together,
     may_comment,
     may_decide,
     request_get_for_user,
@@ -125,16 +128,9 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 def _awaiting_together(user, ticket: str) -> dict | None:
-    """A ticket's requests awaiting this user's approval, as many as one approval takes."""
-    ids = list(
-        requests_awaiting_decision(user)
-        .filter(ticket=ticket)
-        .order_by("pk")
-        .values_list("pk", flat=True)[: services.LARGEST_APPROVAL]
-    )
-    if not ids:
-        return None
-    return {"ticket": ticket, "count": len(ids), "up_to": ids[-1]}
+    """How many requests of a ticket await this user's approval (for a link to their review)."""
+    count = requests_awaiting_decision(user).filter(ticket=ticket).count()
+    return {"ticket": ticket, "count": count} if count else None
 
 
 @login_required
@@ -212,35 +208,67 @@ def request_approve(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def requests_approve_together(request: HttpRequest) -> HttpResponse:
-    """Approve a ticket's requests awaiting this approver at once, as reviewed on the list."""
+    """GET: the requests of a ticket awaiting this approver, every one of them, to review; POST:
+    approve exactly those (the form carries their ids), or nothing if the set changed."""
+    if request.method == "GET":
+        return _review_together(request)
     form = ApproveTogetherForm(request.POST)
     if not form.is_valid():
         messages.error(request, "That approval was not understood; nothing was approved.")
         return redirect("provisioning:list")
     data = form.cleaned_data
+    ticket_list = f"{reverse('provisioning:list')}?{urlencode({'ticket': data['ticket']})}"
     try:
         approved = services.requests_approve_together(
             actor=request.user,
             ticket=data["ticket"],
-            up_to_id=data["up_to"],
-            expected=data["expected"],
+            reviewed=data["reviewed"],
             ip=client_ip(request),
         )
     except ApplicationError as error:
         messages.error(request, error.message)
+        return redirect(_review_address(data["ticket"]))
     except DatabaseError:
         logger.exception(
             "Approving the requests of %s together: the database refused", data["ticket"]
         )
         messages.error(request, NOT_RECORDED)
-    else:
-        messages.success(
-            request,
-            f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
-        )
-    return redirect(f"{reverse('provisioning:list')}?{urlencode({'ticket': data['ticket']})}")
+        return redirect(_review_address(data["ticket"]))
+    messages.success(
+        request,
+        f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
+    )
+    return redirect(ticket_list)
+
+
+def _review_together(request: HttpRequest) -> HttpResponse:
+    try:
+        ticket = validate_ticket(request.GET.get("ticket", ""))
+    except ValidationError:
+        messages.error(request, "Choose a ticket to review its requests together.")
+        return redirect("provisioning:list")
+    awaiting = awaiting_together(request.user, ticket)
+    if not awaiting:
+        messages.info(request, f"No request of {ticket} awaits your approval.")
+        return redirect(f"{reverse('provisioning:list')}?{urlencode({'ticket': ticket})}")
+    return render(
+        request,
+        "provisioning/approve_together.html",
+        {
+            "ticket": ticket,
+            "awaiting": awaiting,
+            "reviewed": ",".join(str(item.pk) for item in awaiting),
+            "more": requests_awaiting_decision(request.user)
+            .filter(ticket=ticket, pk__gt=awaiting[-1].pk)
+            .exists(),
+        },
+    )
+
+
+def _review_address(ticket: str) -> str:
+    return f"{reverse('provisioning:approve_together')}?{urlencode({'ticket': ticket})}"
 
 
 @login_required

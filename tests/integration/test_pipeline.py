@@ -105,13 +105,13 @@ def test_a_refusal_by_the_server_fails_the_request_with_its_message(
 def test_a_ticket_approved_together_is_created_by_the_worker_each_with_its_trail(
     alice, bob, mail_server, worker, settings
 ):
-    # Published for one worker thread: 12 requests go out 3 per message (publishing.py).
+    # Published for one worker thread: 12 requests go out as messages of 8 and 4 (publishing.py).
     settings.MAILDESK_WORKER_THREADS_TOTAL = 1
     targets = [f"starter{n}@example.com" for n in range(12)]
     opened = [open_mailbox(alice, target, ticket="HD-77") for target in targets]
 
     services.requests_approve_together(
-        actor=bob, ticket="HD-77", up_to_id=opened[-1].pk, expected=12, ip="192.0.2.20"
+        actor=bob, ticket="HD-77", reviewed=[r.pk for r in opened], ip="192.0.2.20"
     )
 
     for request in opened:

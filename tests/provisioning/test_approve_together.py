@@ -1,12 +1,19 @@
 """Approving a ticket's requests together: exactly what the approver reviewed, or nothing."""
 
-import pytest
+import threading
+import time
 
+import pytest
+from django.db import connection, transaction
+
+from apps.accounts.models import MailDomain
 from apps.audit.models import AuditEvent
 from apps.core.exceptions import ApplicationError
 from apps.provisioning import services, tasks
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.publishing import EXECUTE_TOGETHER_TASK
+from apps.provisioning.selectors import LARGEST_APPROVAL, awaiting_together, may_decide
+from tests.conftest import APPROVER, REQUESTER, make_user
 from tests.helpers import PASSWORD, logged_in, verify_audit
 
 pytestmark = pytest.mark.django_db
@@ -14,6 +21,7 @@ pytestmark = pytest.mark.django_db
 Status = ProvisioningRequest.Status
 LIST = "/requests/"
 APPROVE_TOGETHER = "/requests/approve-together/"
+NOT_UNDERSTOOD = "That approval was not understood; nothing was approved."
 
 
 def open_mailboxes(requester, count, *, ticket="HD-7", first=0) -> list[ProvisioningRequest]:
@@ -40,15 +48,26 @@ def published_ids(published) -> list[int]:
     return [request_id for _, (ids,), _ in messages for request_id in ids]
 
 
+def ids(requests) -> list[int]:
+    return [request.pk for request in requests]
+
+
+def approve_together(actor, requests, ticket="HD-7", **kwargs) -> int:
+    return services.requests_approve_together(
+        actor=actor, ticket=ticket, reviewed=ids(requests), **kwargs
+    )
+
+
+# --- The service --------------------------------------------------------------------------------
+
+
 def test_an_approver_approves_what_they_reviewed_each_audited_and_published(
     alice, bob, published, django_capture_on_commit_callbacks
 ):
     opened = open_mailboxes(alice, 3)
 
     with django_capture_on_commit_callbacks(execute=True):
-        approved = services.requests_approve_together(
-            actor=bob, ticket="HD-7", up_to_id=opened[-1].pk, expected=3, ip="192.0.2.9"
-        )
+        approved = approve_together(bob, opened, ip="192.0.2.9")
 
     assert approved == 3
     assert statuses(opened) == [Status.QUEUED] * 3
@@ -58,25 +77,56 @@ def test_an_approver_approves_what_they_reviewed_each_audited_and_published(
     assert {(row.actor_label, row.actor_ip, row.details["together"]) for row in rows} == {
         ("bob", "192.0.2.9", 3)
     }
-    assert published_ids(published) == [request.pk for request in opened]
+    assert published_ids(published) == ids(opened)
     assert verify_audit()[0] == 0
 
 
-def test_own_requests_and_other_domains_are_not_the_approvers_to_approve(
-    alice, dave, carol, published
-):
+def test_what_awaits_together_is_what_each_may_be_decided_alone(alice, bob, dave, carol, root):
+    """The set approved together follows `may_decide`, the rule of approving alone: not one's
+    own, not another domain's, not a domain no longer managed, not a new domain without the
+    grant (an approver of a domain's name is not a new-domain approver)."""
+    old = MailDomain.objects.create(name="old.example", is_active=True)
+    eve = make_user("eve", domains={old: [APPROVER]})
+    fay = make_user("fay", domains={old: [REQUESTER]})
+    opened = open_mailboxes(alice, 2) + open_mailboxes(dave, 1, first=5)
+    opened += [open_mailbox(fay, address, "HD-7") for address in ("a@old.example", "b@old.example")]
+    MailDomain.objects.filter(name="old.example").update(is_active=False)
+    new_domain = services.request_submit(
+        requester=alice, kind="create_domain", target="old.example", ticket="HD-7",
+        parameters={}, reason="back again",
+    )  # fmt: skip
+    opened.append(new_domain)
+
+    for approver in (alice, bob, dave, carol, eve, root):
+        together = awaiting_together(approver, "HD-7")
+        alone = [r for r in opened if may_decide(approver, r) and r.requested_by_id != approver.pk]
+        assert ids(together) == ids(alone), approver.username
+
+
+def test_an_approver_of_a_domain_no_longer_managed_approves_nothing_of_it_together(alice):
+    old = MailDomain.objects.create(name="old.example", is_active=True)
+    eve = make_user("eve", domains={old: [APPROVER]})
+    fay = make_user("fay", domains={old: [REQUESTER]})
+    opened = [open_mailbox(fay, "a@old.example", "HD-5")]
+    MailDomain.objects.filter(pk=old.pk).update(is_active=False)
+
+    with pytest.raises(ApplicationError, match=r"0 now, 1 then"):
+        approve_together(eve, opened, ticket="HD-5")
+    assert statuses(opened) == [Status.PENDING]
+
+
+def test_own_requests_and_other_domains_are_not_the_approvers_to_approve(alice, dave, carol):
     others = open_mailboxes(alice, 2)
     (own,) = open_mailboxes(dave, 1, first=5)
 
-    assert services.requests_approve_together(
-        actor=dave, ticket="HD-7", up_to_id=own.pk, expected=2
-    ) == 2  # fmt: skip
-
-    assert statuses(others) == [Status.QUEUED] * 2
-    assert statuses([own]) == [Status.PENDING]
+    with pytest.raises(ApplicationError, match=r"2 now, 3 then"):
+        approve_together(dave, [*others, own])  # his own among them: refused, all of them
+    assert statuses([*others, own]) == [Status.PENDING] * 3
+    assert approve_together(dave, others) == 2
+    assert statuses([*others, own]) == [Status.QUEUED, Status.QUEUED, Status.PENDING]
     # carol approves in other.org only: none of these await her.
     with pytest.raises(ApplicationError, match=r"0 now, 1 then"):
-        services.requests_approve_together(actor=carol, ticket="HD-7", up_to_id=own.pk, expected=1)
+        approve_together(carol, [own])
     assert statuses([own]) == [Status.PENDING]
 
 
@@ -87,16 +137,23 @@ def test_requests_opened_after_the_review_wait_for_theirs(
     later = open_mailboxes(alice, 1, first=2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.requests_approve_together(
-            actor=bob, ticket="HD-7", up_to_id=reviewed[-1].pk, expected=2
-        )
+        approve_together(bob, reviewed)
 
     assert statuses(reviewed + later) == [Status.QUEUED, Status.QUEUED, Status.PENDING]
-    assert published_ids(published) == [request.pk for request in reviewed]
+    assert published_ids(published) == ids(reviewed)
+
+
+def test_a_request_not_shown_among_those_reviewed_approves_nothing(alice, bob):
+    opened = open_mailboxes(alice, 3)
+
+    with pytest.raises(ApplicationError, match=r"3 now, 2 then"):
+        approve_together(bob, [opened[0], opened[2]])  # the middle one was not reviewed
+
+    assert statuses(opened) == [Status.PENDING] * 3
 
 
 def test_a_set_that_changed_since_the_review_approves_nothing_and_says_so(
-    alice, bob, published, django_capture_on_commit_callbacks
+    alice, bob, django_capture_on_commit_callbacks
 ):
     opened = open_mailboxes(alice, 3)
     services.request_cancel(request=opened[1], actor=alice)
@@ -106,26 +163,65 @@ def test_a_set_that_changed_since_the_review_approves_nothing_and_says_so(
         django_capture_on_commit_callbacks() as callbacks,
         pytest.raises(ApplicationError, match=r"changed since you looked \(2 now, 3 then\)"),
     ):
-        services.requests_approve_together(
-            actor=bob, ticket="HD-7", up_to_id=opened[-1].pk, expected=3
-        )
+        approve_together(bob, opened)
 
     assert statuses(opened) == [Status.PENDING, Status.CANCELLED, Status.PENDING]
     assert callbacks == []
     refusal = AuditEvent.objects.get(action="request.approve_refused")
     assert (refusal.actor_label, refusal.outcome) == ("bob", AuditEvent.Outcome.REFUSED)
+    assert refusal.details == {"ticket": "HD-7", "reviewed": 3, "found": 2}
     assert AuditEvent.objects.count() == audit_rows + 1
 
 
-@pytest.mark.parametrize("expected", [0, -1, services.LARGEST_APPROVAL + 1])
-def test_a_count_out_of_bounds_is_refused_before_anything_is_read(alice, bob, expected):
+@pytest.mark.parametrize("count", [0, LARGEST_APPROVAL + 1])
+def test_a_count_out_of_bounds_is_refused_before_anything_is_read(alice, bob, count):
     (opened,) = open_mailboxes(alice, 1)
 
     with pytest.raises(ApplicationError, match="Between 1 and"):
         services.requests_approve_together(
-            actor=bob, ticket="HD-7", up_to_id=opened.pk, expected=expected
+            actor=bob, ticket="HD-7", reviewed=list(range(opened.pk, opened.pk + count))
         )
     assert statuses([opened]) == [Status.PENDING]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_approved_alone_meanwhile_is_not_approved_again_together(alice, bob, dave):
+    """Another approver approves one of the ticket's requests alone, holding its row, while bob
+    approves the ticket together: bob's approval waits for the row, then finds the set changed.
+    (On PostgreSQL; SQLite takes one writer at a time.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent approvals need PostgreSQL (CI runs it)")
+    opened = open_mailboxes(alice, 3)
+    holding = threading.Event()
+    outcome: list[object] = []
+
+    def approve_alone_slowly() -> None:
+        with transaction.atomic():
+            request = ProvisioningRequest.objects.select_for_update().get(pk=opened[1].pk)
+            holding.set()
+            time.sleep(0.5)  # bob's approval together starts and waits for this row
+            services.request_approve(request=request, actor=dave)
+        connection.close()
+
+    def approve_all() -> None:
+        holding.wait(5)
+        try:
+            outcome.append(approve_together(bob, opened))
+        except ApplicationError as error:
+            outcome.append(error.message)
+        connection.close()
+
+    threads = [threading.Thread(target=approve_alone_slowly), threading.Thread(target=approve_all)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert len(outcome) == 1
+    assert "2 now, 3 then" in str(outcome[0])
+    assert statuses(opened) == [Status.PENDING, Status.QUEUED, Status.PENDING]
+    approvals = AuditEvent.objects.filter(action="request.approved", request_code=opened[1].code)
+    assert list(approvals.values_list("actor_label", flat=True)) == ["dave"]
 
 
 # --- The worker's side: one message, several requests ------------------------------------------
@@ -148,10 +244,9 @@ def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(monkey
 
 def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server, published):
     opened = open_mailboxes(alice, 3)
-    services.requests_approve_together(actor=bob, ticket="HD-7", up_to_id=opened[-1].pk, expected=3)
-    published()
+    approve_together(bob, opened)
 
-    tasks.execute_requests.run([request.pk for request in opened])
+    tasks.execute_requests.run(ids(opened))
 
     assert statuses(opened) == [Status.SUCCEEDED] * 3
     assert mail_server.emulator.stats()["created"] == {
@@ -159,31 +254,64 @@ def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server
     }
 
 
-# --- In the browser: the list of a ticket offers it, the dashboard points there ---------------
+# --- In the browser: the list and the dashboard point to the review, which approves it --------
 
 
-def test_the_list_of_a_ticket_offers_its_approver_to_approve_what_it_shows(alice, bob, carol):
+def test_the_review_lists_exactly_what_awaits_the_approver_and_carries_those_ids(alice, bob, dave):
     opened = open_mailboxes(alice, 3)
+    open_mailbox(dave, "dave-own@example.com", "HD-7")  # bob may approve it: listed
+    page = logged_in(bob).get(APPROVE_TOGETHER, {"ticket": "HD-7"})
 
-    page = logged_in(bob).get(LIST, {"ticket": "HD-7", "status": "pending"})
-
-    assert page.context["together"] == {"ticket": "HD-7", "count": 3, "up_to": opened[-1].pk}
+    awaiting = awaiting_together(bob, "HD-7")
+    assert [item.pk for item in page.context["awaiting"]] == ids(awaiting)
+    assert len(awaiting) == 4
     html = page.content.decode()
-    assert 'id="approve-together"' in html
-    assert "Approve all 3" in html
-    assert f'name="up_to" value="{opened[-1].pk}"' in html
+    assert f'name="reviewed" value="{",".join(map(str, ids(awaiting)))}"' in html
+    assert "Approve all 4" in html
+    for request in awaiting:
+        assert request.target in html
+    assert ids(opened) == ids(awaiting)[:3]
+
+
+def test_the_list_of_a_ticket_points_its_approver_to_the_review(alice, bob, carol):
+    open_mailboxes(alice, 3)
+
+    page = logged_in(bob).get(LIST, {"ticket": "HD-7", "mine": "on"})  # a filter that hides them
+
+    assert page.context["together"] == {"ticket": "HD-7", "count": 3}
+    assert f'href="{APPROVE_TOGETHER}?ticket=HD-7"' in page.content.decode()
     for someone in (alice, carol):  # the requester, and an approver of another domain
         page = logged_in(someone).get(LIST, {"ticket": "HD-7"})
         assert page.context["together"] is None
         assert 'id="approve-together"' not in page.content.decode()
 
 
-def test_approving_together_from_the_list_queues_them_and_says_how_many(alice, bob):
+def test_the_review_of_a_ticket_with_nothing_awaiting_says_so(alice, carol):
+    open_mailboxes(alice, 1)
+
+    answer = logged_in(carol).get(APPROVE_TOGETHER, {"ticket": "HD-7"}, follow=True)
+
+    assert answer.redirect_chain == [(f"{LIST}?ticket=HD-7", 302)]
+    assert "No request of HD-7 awaits your approval." in answer.content.decode()
+
+
+@pytest.mark.parametrize("ticket", ["", "<script>", "HD-7/../x", "x" * 80])
+def test_the_review_of_a_malformed_ticket_says_so(bob, ticket):
+    answer = logged_in(bob).get(APPROVE_TOGETHER, {"ticket": ticket}, follow=True)
+
+    assert answer.redirect_chain == [(LIST, 302)]
+    assert "Choose a ticket to review its requests together." in answer.content.decode()
+
+
+def test_approving_the_review_queues_them_and_says_how_many(alice, bob):
     opened = open_mailboxes(alice, 3)
     browser = logged_in(bob)
+    review = browser.get(APPROVE_TOGETHER, {"ticket": "HD-7"})
 
     answer = browser.post(
-        APPROVE_TOGETHER, {"ticket": "HD-7", "up_to": opened[-1].pk, "expected": 3}, follow=True
+        APPROVE_TOGETHER,
+        {"ticket": "HD-7", "reviewed": review.context["reviewed"]},
+        follow=True,
     )
 
     assert answer.redirect_chain == [(f"{LIST}?ticket=HD-7", 302)]
@@ -192,28 +320,35 @@ def test_approving_together_from_the_list_queues_them_and_says_how_many(alice, b
     assert answer.context["together"] is None  # nothing of HD-7 awaits bob any more
 
 
-def test_a_stale_page_approves_nothing_and_says_why(alice, bob):
+def test_a_stale_review_approves_nothing_and_says_why(alice, bob):
     opened = open_mailboxes(alice, 2)
-    services.request_approve(request=opened[0], actor=bob)
+    browser = logged_in(bob)
+    review = browser.get(APPROVE_TOGETHER, {"ticket": "HD-7"})
+    services.request_cancel(request=opened[0], actor=alice)
 
-    answer = logged_in(bob).post(
-        APPROVE_TOGETHER, {"ticket": "HD-7", "up_to": opened[-1].pk, "expected": 2}, follow=True
+    answer = browser.post(
+        APPROVE_TOGETHER, {"ticket": "HD-7", "reviewed": review.context["reviewed"]}, follow=True
     )
 
+    assert answer.redirect_chain == [(f"{APPROVE_TOGETHER}?ticket=HD-7", 302)]
     assert "changed since you looked (1 now, 2 then)" in answer.content.decode()
-    assert statuses(opened) == [Status.QUEUED, Status.PENDING]
+    assert statuses(opened) == [Status.CANCELLED, Status.PENDING]
 
 
 @pytest.mark.parametrize(
     "data",
     [
         {},
-        {"ticket": "HD-7", "up_to": "last", "expected": "3"},
-        {"ticket": "HD-7", "up_to": "1", "expected": "0"},
-        {"ticket": "HD-7", "up_to": "-5", "expected": "1"},
-        {"ticket": "<script>", "up_to": "1", "expected": "1"},
-        {"ticket": "HD-7", "up_to": "1", "expected": str(services.LARGEST_APPROVAL + 1)},
-        {"ticket": "HD-7", "up_to": "9" * 30, "expected": "1"},
+        {"ticket": "HD-7"},
+        {"ticket": "HD-7", "reviewed": ""},
+        {"ticket": "HD-7", "reviewed": "last"},
+        {"ticket": "HD-7", "reviewed": "1,,2"},
+        {"ticket": "HD-7", "reviewed": "0"},
+        {"ticket": "HD-7", "reviewed": "-5"},
+        {"ticket": "HD-7", "reviewed": "\u0661"},
+        {"ticket": "HD-7", "reviewed": "9" * 30},
+        {"ticket": "HD-7", "reviewed": ",".join(["1"] * (LARGEST_APPROVAL + 1))},
+        {"ticket": "<script>", "reviewed": "1"},
     ],
 )
 def test_an_approval_not_understood_changes_nothing(alice, bob, data):
@@ -224,16 +359,17 @@ def test_an_approval_not_understood_changes_nothing(alice, bob, data):
     answer = browser.post(APPROVE_TOGETHER, data, follow=True)
 
     assert answer.status_code == 200
-    assert "nothing was approved" in answer.content.decode()
+    assert NOT_UNDERSTOOD in answer.content.decode()
     assert statuses(opened) == [Status.PENDING]
     assert AuditEvent.objects.count() == audit_rows
 
 
-def test_the_dashboard_points_an_approver_to_the_tickets_of_several_requests(alice, bob):
+def test_the_dashboard_points_an_approver_to_the_tickets_awaiting_them(alice, bob, dave):
     open_mailboxes(alice, 3)
     open_mailbox(alice, "single@example.com", "HD-8")
+    open_mailboxes(dave, 2, ticket="HD-9", first=10)  # dave's own: not awaiting him
 
-    page = logged_in(bob).get("/")
+    page = logged_in(dave).get("/")
 
     assert page.context["awaiting_tickets"] == [{"ticket": "HD-7", "count": 3}]
-    assert f'href="{LIST}?ticket=HD-7&amp;status=pending"' in page.content.decode()
+    assert f'href="{APPROVE_TOGETHER}?ticket=HD-7"' in page.content.decode()

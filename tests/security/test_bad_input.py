@@ -21,7 +21,7 @@ Inputs tried per run (approximate: hypothesis's max_examples, plus explicit exam
 - request-list filters: 100 (200 GETs: url-encoded and raw query strings)
 - audit-log filters: 100 (400 GETs: the page and the CSV export, each encoded and raw)
 - client path segments, called directly: 150 addresses and 150 domains
-- about 1,260 generated inputs in all, plus about 118 fixed ones: 29 explicit examples, and
+- about 1,260 generated inputs in all, plus about 119 fixed ones: 30 explicit examples, and
   baselines that fail if a check above became vacuous (27 calendar dates in 3 time zones, 4
   well-formed request forms, 34 path segments, 13 sign-ins with a hostile or a local `next`,
   11 pages that must show a hostile text escaped, or not at all).
@@ -684,36 +684,47 @@ def test_reject_form_never_fails_and_records_only_a_real_reason(
     assert_no_markup_reflected(page)
 
 
+THE_ID = "<the request's id>"  # replaced by it: the baseline approval that must go through
+reviewed_input = st.one_of(
+    st.just(THE_ID),
+    number_input,
+    st.lists(number_input, min_size=2, max_size=5).map(",".join),
+    st.lists(st.sampled_from([THE_ID, "", " ", "0", "1"]), min_size=1, max_size=4).map(",".join),
+)
+
+
 @pytest.mark.django_db
 @bounded(60)
-@given(ticket=ticket_input, up_to=number_input, expected=number_input)
-@example(ticket=GOOD_TICKET, up_to=str(2**62), expected="1")  # the baseline: approved
-@example(ticket=GOOD_TICKET, up_to=str(2**63), expected="1")  # past bigint
-@example(ticket=GOOD_TICKET + "\n", up_to="1e3", expected="\u0661")
+@given(ticket=ticket_input, reviewed=reviewed_input)
+@example(ticket=GOOD_TICKET, reviewed=THE_ID)  # the baseline: approved
+@example(ticket=GOOD_TICKET, reviewed=str(2**63))  # past bigint
+@example(ticket=GOOD_TICKET, reviewed=f"{THE_ID},{THE_ID}")  # twice: still the one request
+@example(ticket=GOOD_TICKET + "\n", reviewed="\u0661")
 @each_example_rolled_back
 def test_approve_together_form_never_fails_and_approves_only_what_was_reviewed(
-    client: Client, alice, bob, ticket: str, up_to: str, expected: str
+    client: Client, alice, bob, ticket: str, reviewed: str
 ) -> None:
     item = submitted(alice, kind=Kind.CREATE_MAILBOX, target="new.user@example.com")
     client.force_login(bob)
+    posted = reviewed.replace(THE_ID, str(item.pk))
     response = client.post(
-        reverse("provisioning:approve_together"),
-        {"ticket": ticket, "up_to": up_to, "expected": expected},
+        reverse("provisioning:approve_together"), {"ticket": ticket, "reviewed": posted}
     )
     assert response.status_code < 500
     item.refresh_from_db()
     approvals = AuditEvent.objects.filter(action="request.approved", request_code=item.code)
     if item.status == Status.QUEUED:
-        # The one request of that ticket awaiting bob, under that bound: what he reviewed.
+        # The one request of that ticket awaiting bob: what he reviewed, and nothing else.
         assert ticket.strip() == item.ticket
+        assert {part.strip() for part in posted.split(",")} == {str(item.pk)}
         assert [row.details["together"] for row in approvals] == [1]
     else:
         assert item.status == Status.PENDING
         assert not approvals.exists()
-    if (ticket, up_to, expected) == (GOOD_TICKET, str(2**62), "1"):
+    if (ticket, reviewed) == (GOOD_TICKET, THE_ID):
         assert item.status == Status.QUEUED  # the checks above are not vacuous
-    page = client.get(reverse("provisioning:list"), {"ticket": ticket})
-    assert page.status_code == 200
+    page = client.get(reverse("provisioning:approve_together"), {"ticket": ticket})
+    assert page.status_code in (200, 302)
     assert_no_markup_reflected(page)
 
 

@@ -42,14 +42,14 @@ NEW_MAILBOX = {
         ("alice", "cancel/", {}),
         ("bob", "comments/", {"body": "hi"}),
         ("alice", "new-create-mailbox", NEW_MAILBOX),
-        ("bob", "approve-together", {"ticket": "HD-1", "expected": 1}),
+        ("bob", "approve-together", {"ticket": "HD-1"}),
     ],
 )
 def test_a_change_without_a_csrf_token_is_refused(request, pending, who, path, data):
     client = Client(enforce_csrf_checks=True)
     client.force_login(request.getfixturevalue(who))
     if path == "approve-together":
-        url, data = "/requests/approve-together/", {**data, "up_to": pending.pk}
+        url, data = "/requests/approve-together/", {**data, "reviewed": str(pending.pk)}
     elif path.startswith("new-"):
         url = "/requests/new/create-mailbox/"
     else:
@@ -73,11 +73,11 @@ def test_with_its_token_the_same_change_goes_through(alice, bob, pending):
     assert pending.status == "queued"
 
 
-def test_approving_together_answers_no_get(bob, pending, client):
+def test_the_review_of_an_approval_together_changes_nothing(bob, pending, client):
     client.force_login(bob)
     before = state()
 
-    assert client.get("/requests/approve-together/").status_code == 405
+    assert client.get("/requests/approve-together/", {"ticket": "HD-1"}).status_code == 200
     assert state() == before
 
 
