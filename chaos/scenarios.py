@@ -68,6 +68,15 @@ def noop_deliveries(workers) -> int:
     return sum(worker.text().count("nothing to do") for worker in workers)
 
 
+def start_with_held_creations(env: Environment, *, seconds: float):
+    """Beat and a worker, against a server that holds every creation `seconds`, then performs
+    it even if the caller died."""
+    env.reset_emulator()
+    env.control.add_fault({"kind": "delay", "delay": seconds, "method": "POST", "route": "user",
+                           "times": 0})  # fmt: skip
+    return env.start_beat(), env.start_worker()
+
+
 def kill_mid_call(env: Environment, worker, result: Result, *, pause: tuple[float, float]):
     """SIGKILL `worker` a random while (`pause`, seconds) into a held call; returns a new one."""
     try:
@@ -97,12 +106,7 @@ def account_after_kills(
 def worker_killed_mid_call(env: Environment) -> Result:
     """SIGKILL the worker while the emulator holds a POST, again and again."""
     result = Result("1 worker killed mid-call")
-    env.reset_emulator()
-    # The server holds every creation for a while, then performs it even if the caller died.
-    env.control.add_fault({"kind": "delay", "delay": 1.0, "method": "POST", "route": "user",
-                           "times": 0})  # fmt: skip
-    beat = env.start_beat()
-    worker = env.start_worker()
+    beat, worker = start_with_held_creations(env, seconds=1.0)
     ids: list[int] = []
     for run in range(20):
         ids += env.submit_and_approve(addresses(f"kill{run}-", 3))
@@ -477,11 +481,7 @@ def approved_together_killed(env: Environment) -> Result:
     from apps.provisioning import services
 
     result = Result("11 approved together, worker killed")
-    env.reset_emulator()
-    env.control.add_fault({"kind": "delay", "delay": 0.3, "method": "POST", "route": "user",
-                           "times": 0})  # fmt: skip
-    beat = env.start_beat()
-    worker = env.start_worker()
+    beat, worker = start_with_held_creations(env, seconds=0.3)
     ids: list[int] = []
     # Published for the 4 threads of the worker: 40 requests go out as 8, 8, 6, 4, 3, 2, 2 and
     # seven single ones (publishing.messages_for).
