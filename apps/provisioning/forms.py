@@ -298,6 +298,9 @@ class RejectForm(forms.Form):
     )
 
 
+_REQUEST_ID = re.compile(r"[1-9][0-9]{0,17}")  # a request's id: a bigint, in ASCII digits
+
+
 class ApproveTogetherForm(forms.Form):
     """What the approver reviewed: a ticket, and the ids of its requests they were shown."""
 
@@ -309,10 +312,7 @@ class ApproveTogetherForm(forms.Form):
 
     def clean_reviewed(self) -> list[int]:
         parts = self.cleaned_data["reviewed"].split(",")
-        if not 1 <= len(parts) <= LARGEST_APPROVAL or not all(
-            re.fullmatch(r"[1-9][0-9]{0,17}", part)
-            for part in parts  # ids: bigint, ASCII
-        ):
+        if not 1 <= len(parts) <= LARGEST_APPROVAL or not all(map(_REQUEST_ID.fullmatch, parts)):
             raise ValidationError("Not a list of requests.")
         return [int(part) for part in parts]
 

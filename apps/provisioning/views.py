@@ -219,7 +219,6 @@ def requests_approve_together(request: HttpRequest) -> HttpResponse:
         messages.error(request, "That approval was not understood; nothing was approved.")
         return redirect("provisioning:list")
     data = form.cleaned_data
-    ticket_list = f"{reverse('provisioning:list')}?{urlencode({'ticket': data['ticket']})}"
     try:
         approved = services.requests_approve_together(
             actor=request.user,
@@ -229,18 +228,18 @@ def requests_approve_together(request: HttpRequest) -> HttpResponse:
         )
     except ApplicationError as error:
         messages.error(request, error.message)
-        return redirect(_review_address(data["ticket"]))
+        return redirect(_with_ticket("provisioning:approve_together", data["ticket"]))
     except DatabaseError:
         logger.exception(
             "Approving the requests of %s together: the database refused", data["ticket"]
         )
         messages.error(request, NOT_RECORDED)
-        return redirect(_review_address(data["ticket"]))
+        return redirect(_with_ticket("provisioning:approve_together", data["ticket"]))
     messages.success(
         request,
         f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
     )
-    return redirect(ticket_list)
+    return redirect(_with_ticket("provisioning:list", data["ticket"]))
 
 
 def _review_together(request: HttpRequest) -> HttpResponse:
@@ -252,7 +251,7 @@ def _review_together(request: HttpRequest) -> HttpResponse:
     awaiting = awaiting_together(request.user, ticket)
     if not awaiting:
         messages.info(request, f"No request of {ticket} awaits your approval.")
-        return redirect(f"{reverse('provisioning:list')}?{urlencode({'ticket': ticket})}")
+        return redirect(_with_ticket("provisioning:list", ticket))
     return render(
         request,
         "provisioning/approve_together.html",
@@ -267,8 +266,8 @@ def _review_together(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _review_address(ticket: str) -> str:
-    return f"{reverse('provisioning:approve_together')}?{urlencode({'ticket': ticket})}"
+def _with_ticket(view_name: str, ticket: str) -> str:
+    return f"{reverse(view_name)}?{urlencode({'ticket': ticket})}"
 
 
 @login_required
