@@ -140,8 +140,10 @@ def _normalised_ip(ip: str | None) -> str | None:
 
 # Every column but the id, in the model's order.
 _INSERTED_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
-_INSERT_SQL = "INSERT INTO audit_auditevent ({columns}) VALUES {{rows}} RETURNING id".format(  # noqa: S608 (the model's columns)
-    columns=", ".join(field.column for field in _INSERTED_FIELDS)
+_INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES {{rows}} RETURNING {pk}".format(  # noqa: S608 (the model's names)
+    table=AuditEvent._meta.db_table,
+    columns=", ".join(field.column for field in _INSERTED_FIELDS),
+    pk=AuditEvent._meta.pk.column,
 )
 _ROW = "(" + ", ".join(["%s"] * len(_INSERTED_FIELDS)) + ")"
 

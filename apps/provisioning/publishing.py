@@ -77,8 +77,8 @@ def publish_executions_together(request_ids: Sequence[int]) -> bool:
 def messages_for(request_ids: list[int], threads: int) -> list[list[int]]:
     """`request_ids` cut into messages, in order, for `threads` worker threads.
 
-    Each message takes at most a `threads`-th of the requests still left (and at most
-    LARGEST_MESSAGE): large messages first, while there is work for every thread after them,
+    Each message takes a `threads`-th of the requests still left, at least one and at most
+    LARGEST_MESSAGE: large messages first, while there is work for every thread after them,
     then ever smaller ones, and single requests at the end. The threads then finish together:
     one that took a large message early is not still working through it when the others have
     run out (guided scheduling).

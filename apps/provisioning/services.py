@@ -143,15 +143,18 @@ def requests_approve_together(
             .order_by("pk")
         )
         found = [request.pk for request in locked]
+        # The scope again, on the rows as locked: a delegation withdrawn while this waited for
+        # the locks takes effect here, as it would for an approval alone.
         approvable = found == reviewed and all(
             may_decide(actor, r) for r in _one_per_domain(locked)
         )
+        queued = ProvisioningRequest.objects.filter(pk__in=found, status=Status.PENDING)
+        if approvable and queued.update(**_approval(actor, timezone.now())) != len(found):
+            # Locked and pending, so all of them: a shortfall would be a bug. Write nothing.
+            transaction.set_rollback(True)
+            approvable = False
         if approvable:
-            now = timezone.now()
-            queued = ProvisioningRequest.objects.filter(pk__in=found, status=Status.PENDING)
-            approvable = queued.update(**_approval(actor, now)) == len(found)
-        if approvable:
-            # What an audit row takes from a request (code, target, domain, ticket) did not change.
+            # What an audit row takes from a request (code, target, domain, ticket) is as locked.
             events = [
                 audit_event(action="request.approved", actor=actor, ip=ip, request=request,
                             outcome=Outcome.SUCCESS, details={"together": len(found)})
@@ -159,8 +162,6 @@ def requests_approve_together(
             ]  # fmt: skip
             audit_append(events)
             transaction.on_commit(lambda: publish_executions_together(found))
-        else:
-            transaction.set_rollback(True)
     if not approvable:
         message = (
             f"The requests of {ticket} awaiting your approval changed since you looked "

@@ -34,6 +34,7 @@ from apps.provisioning.forms import (
 )
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.selectors import (
+    LARGEST_APPROVAL,
     awaiting_together,
     may_comment,
     may_decide,
@@ -65,18 +66,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     blocked = visible.filter(needs_operator=True).filter(
         Q(status=Status.QUEUED) | Q(status=Status.FAILED, finished_at__gte=since)
     )
+    pending = requests_awaiting_decision(user)
+    awaiting = list(pending.order_by("id")[:20])
     context = {
         "operator_problem": blocked.order_by("-updated_at").first(),
         "waiting_for_operator": blocked.filter(status=Status.QUEUED).count(),
-        "awaiting": list(requests_awaiting_decision(user).order_by("id")[:20]),
-        # Tickets of several requests each (a new customer's mailboxes): approved together.
+        "awaiting": awaiting,
+        # Tickets of several requests each (a new customer's mailboxes), to approve together;
+        # shown within the awaiting list, so not looked for when nothing awaits.
         "awaiting_tickets": list(
-            requests_awaiting_decision(user)
-            .values("ticket")
+            pending.values("ticket")
             .annotate(count=Count("id"))
             .filter(count__gte=2)
             .order_by("-count", "ticket")[:5]
-        ),
+        )
+        if awaiting
+        else [],
         "my_open": list(mine.filter(status__in=ProvisioningRequest.OPEN_STATUSES)[:20]),
         "my_recent": list(
             mine.filter(status__in=ProvisioningRequest.TERMINAL_STATUSES).order_by(
@@ -94,7 +99,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def request_list(request: HttpRequest) -> HttpResponse:
     filters = RequestFilterForm(with_default_size(request.GET, PAGE_SIZE))
     requests = ProvisioningRequest.objects.select_related("requested_by", "decided_by")
-    before, size, mine = None, PAGE_SIZE, False
+    before, size, mine, ticket = None, PAGE_SIZE, False, ""
     if filters.is_valid():
         data = filters.cleaned_data
         if data["status"]:
@@ -103,8 +108,9 @@ def request_list(request: HttpRequest) -> HttpResponse:
             requests = requests.filter(kind=data["kind"])
         if data["target"]:
             requests = requests.filter(Q(target=data["target"]) | Q(domain=data["target"]))
-        if data["ticket"]:
-            requests = requests.filter(ticket=data["ticket"].strip())
+        ticket = data["ticket"].strip()
+        if ticket:
+            requests = requests.filter(ticket=ticket)
         before, size, mine = data["before"], data["size"], data["mine"]
     else:
         messages.error(request, "Some filters were not understood; showing all requests.")
@@ -114,23 +120,20 @@ def request_list(request: HttpRequest) -> HttpResponse:
         size=size,
         branches=request_scope(request.user, per_domain=True, only_own=mine),
     )
-    ticket = filters.cleaned_data.get("ticket", "").strip() if filters.is_valid() else ""
+    # How many of the ticket's requests await this user: the list links to their review.
+    awaiting = (
+        requests_awaiting_decision(request.user).filter(ticket=ticket).count() if ticket else 0
+    )
     return render(
         request,
         "provisioning/request_list.html",
         {
             "filters": filters,
             "page": page,
-            "together": _awaiting_together(request.user, ticket) if ticket else None,
+            "together": {"ticket": ticket, "count": awaiting} if awaiting else None,
             **page_links(request.GET, page),
         },
     )
-
-
-def _awaiting_together(user, ticket: str) -> dict | None:
-    """How many requests of a ticket await this user's approval (for a link to their review)."""
-    count = requests_awaiting_decision(user).filter(ticket=ticket).count()
-    return {"ticket": ticket, "count": count} if count else None
 
 
 @login_required
@@ -228,18 +231,18 @@ def requests_approve_together(request: HttpRequest) -> HttpResponse:
         )
     except ApplicationError as error:
         messages.error(request, error.message)
-        return redirect(_with_ticket("provisioning:approve_together", data["ticket"]))
     except DatabaseError:
         logger.exception(
             "Approving the requests of %s together: the database refused", data["ticket"]
         )
         messages.error(request, NOT_RECORDED)
-        return redirect(_with_ticket("provisioning:approve_together", data["ticket"]))
-    messages.success(
-        request,
-        f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
-    )
-    return redirect(_with_ticket("provisioning:list", data["ticket"]))
+    else:
+        messages.success(
+            request,
+            f"{approved} request{pluralize(approved)} of {data['ticket']} approved and queued.",
+        )
+        return redirect(_with_ticket("provisioning:list", data["ticket"]))
+    return redirect(_with_ticket("provisioning:approve_together", data["ticket"]))  # look again
 
 
 def _review_together(request: HttpRequest) -> HttpResponse:
@@ -259,7 +262,9 @@ def _review_together(request: HttpRequest) -> HttpResponse:
             "ticket": ticket,
             "awaiting": awaiting,
             "reviewed": ",".join(str(item.pk) for item in awaiting),
-            "more": requests_awaiting_decision(request.user)
+            # Only a full review can have more behind it.
+            "more": len(awaiting) == LARGEST_APPROVAL
+            and requests_awaiting_decision(request.user)
             .filter(ticket=ticket, pk__gt=awaiting[-1].pk)
             .exists(),
         },
