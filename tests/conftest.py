@@ -39,6 +39,14 @@ def _service_unavailable(message: str) -> None:
     pytest.skip(message)
 
 
+def require_postgresql(why: str) -> None:
+    """Skip unless the suite runs on PostgreSQL (fail instead where services are required)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        _service_unavailable(f"{why}: run the suite with DATABASE_URL=postgres://... (CI does)")
+
+
 @pytest.fixture(autouse=True)
 def _no_login_refusal_remembered() -> Iterator[None]:
     # A refused login makes every client of the process wait (client.py); tests start afresh.
@@ -288,11 +296,7 @@ def shared_database_url(postgres_url) -> str:
     """The test database, as a URL another process can open (needs transactional tests)."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        _service_unavailable(
-            "the worker process must share the test database: run the suite with "
-            "DATABASE_URL=postgres://... (CI does)"
-        )
+    require_postgresql("the worker process must share the test database")
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 

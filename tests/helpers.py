@@ -18,7 +18,7 @@ from chaos.harness import free_port
 
 __all__ = [
     "PASSWORD", "TWO_FACTOR", "actions", "approved_mailbox", "code", "enrolment_key",
-    "free_port", "list_address", "logged_in", "queries_at_sizes", "verify_audit",
+    "free_port", "list_address", "logged_in", "open_mailbox", "queries_at_sizes", "verify_audit",
 ]  # fmt: skip
 
 TWO_FACTOR = "/accounts/two-factor/"
@@ -36,18 +36,31 @@ def enrolment_key(client: Client) -> bytes:
     return bytes.fromhex(client.session[ENROLMENT_KEY])
 
 
-def approved_mailbox(alice, bob, address="jane@example.com", **parameters):
-    """A create-mailbox request alice opened and bob approved (queued)."""
-    request = services.request_submit(
-        requester=alice,
+def open_mailbox(
+    requester,
+    address: str = "jane@example.com",
+    *,
+    ticket: str = "HD-1",
+    password: str = PASSWORD,
+    ip: str | None = None,
+    **parameters,
+) -> ProvisioningRequest:
+    """A create-mailbox request opened through the service (pending)."""
+    return services.request_submit(
+        requester=requester,
         kind=ProvisioningRequest.Kind.CREATE_MAILBOX,
         target=address,
         parameters={"name": "Jane Doe", "language": "fr_FR", "quota_mb": 300, **parameters},
-        password=PASSWORD,
-        ticket="HD-1",
+        password=password,
+        ticket=ticket,
         reason="new starter",
+        ip=ip,
     )
-    return services.request_approve(request=request, actor=bob)
+
+
+def approved_mailbox(alice, bob, address="jane@example.com", **parameters):
+    """A create-mailbox request alice opened and bob approved (queued)."""
+    return services.request_approve(request=open_mailbox(alice, address, **parameters), actor=bob)
 
 
 def actions(request) -> list[str]:

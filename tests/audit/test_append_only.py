@@ -4,14 +4,14 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from apps.audit.services import audit_record
+from tests.conftest import require_postgresql
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the database guard exists on PostgreSQL only (CI runs it)")
+    require_postgresql("the database guard exists on PostgreSQL only")
 
 
 def run_rolled_back(*statements: str) -> None:
@@ -48,7 +48,7 @@ def test_rows_cannot_be_changed_or_removed_behind_the_model(postgresql, statemen
 def test_a_row_written_without_its_chain_is_refused():
     # What a process of the release before the chains writes (it knows no `chain` column):
     # it must fail loudly rather than land on chain 0 out of turn (migration 0006).
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="chain"):
         run_rolled_back(
             "INSERT INTO audit_auditevent (occurred_at, actor_label, action, outcome, target,"
             " domain, request_code, ticket, message, details, previous_seal, seal)"

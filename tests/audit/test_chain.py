@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from apps.audit import chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
+from tests.conftest import require_postgresql
 from tests.helpers import verify_audit as verify
 
 pytestmark = pytest.mark.django_db
@@ -109,8 +110,7 @@ def test_a_row_slipped_in_between_is_found(events):
 
 @pytest.mark.django_db(transaction=True)
 def test_writers_in_parallel_keep_their_chains_whole():
-    if connection.vendor != "postgresql":
-        pytest.skip("parallel writers need PostgreSQL (CI runs it); SQLite writes one at a time")
+    require_postgresql("parallel writers need PostgreSQL; SQLite writes one at a time")
     errors: list[BaseException] = []
 
     def write(number: int) -> None:
@@ -207,8 +207,7 @@ def test_an_anchor_whose_pinned_row_was_replaced_is_refused(events):
 def test_a_row_committed_below_the_anchor_after_it_was_taken_is_no_alarm(alice):
     """Writers of different chains do not wait for each other, so a row with a lower id can
     commit after one with a higher id, and after an anchor was taken."""
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL (CI runs it); SQLite writes one at a time")
+    require_postgresql("concurrent writers need PostgreSQL; SQLite writes one at a time")
     inserted, release = threading.Event(), threading.Event()
 
     def slow_writer() -> None:

@@ -21,7 +21,7 @@ from apps.audit.selectors import events_visible_to
 from apps.audit.services import audit_record
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
-from tests.conftest import USER_PASSWORD
+from tests.conftest import USER_PASSWORD, require_postgresql
 from tests.helpers import list_address, logged_in, queries_at_sizes
 
 pytestmark = pytest.mark.django_db
@@ -609,8 +609,7 @@ def test_events_cannot_be_deleted_in_bulk(event):
     ],
 )
 def test_postgresql_refuses_raw_updates_and_deletes(event, statement):
-    if connection.vendor != "postgresql":
-        pytest.skip("the append-only trigger exists on PostgreSQL only")
+    require_postgresql("the append-only trigger exists on PostgreSQL only")
     before = snapshot(event)
 
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:

@@ -15,6 +15,7 @@ from celery.signals import task_postrun
 from django.db import connections
 
 from tests.browser.pages import ARTIFACTS, sign_in
+from tests.helpers import open_mailbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,15 +101,9 @@ def test_a_requested_mailbox_is_approved_and_seen_to_succeed(
 def test_a_new_customers_mailboxes_are_approved_together_and_seen_to_succeed(
     browser, live_server, alice, bob, mail_server, celery_worker
 ):
-    from apps.provisioning import services
-
     targets = [f"starter{n}@example.com" for n in range(3)]
     for target in targets:
-        services.request_submit(
-            requester=alice, kind="create_mailbox", target=target,
-            parameters={"name": target, "language": "", "quota_mb": None},
-            password="Browser-Pa55word!", ticket="HD-900", reason="new customer",
-        )  # fmt: skip
+        open_mailbox(alice, target, ticket="HD-900")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     screens = Screens(page, prefix="together-")
     base = live_server.url

@@ -31,6 +31,7 @@ def production(tmp_path: Path, **variables: str) -> dict[str, str]:
         "MAILDESK_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
         "CELERY_BROKER_URL": "",
+        "MAILDESK_PROXY_COUNT": "1",  # PROXY's headers come from one proxy
         **variables,
     }
 

@@ -13,6 +13,7 @@ import pytest
 from apps.audit.models import AuditEvent
 from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest
+from tests import helpers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,19 +31,11 @@ def wait_until_finished(request: ProvisioningRequest, log: Path) -> Provisioning
         time.sleep(0.2)
 
 
-def open_mailbox(
-    alice, target: str, *, ticket: str = "HD-4242", **parameters
-) -> ProvisioningRequest:
-    return services.request_submit(
-        requester=alice,
-        kind=ProvisioningRequest.Kind.CREATE_MAILBOX,
-        target=target,
-        parameters={"name": "Jane Doe", "language": "de_DE", "quota_mb": 512, **parameters},
-        password=PASSWORD,
-        ticket=ticket,
-        reason="New starter in accounting",
-        ip="192.0.2.10",
-    )
+def open_mailbox(alice, target: str, *, ticket: str = "HD-4242") -> ProvisioningRequest:
+    return helpers.open_mailbox(
+        alice, target, ticket=ticket, password=PASSWORD, ip="192.0.2.10",
+        name="Jane Doe", language="de_DE", quota_mb=512,
+    )  # fmt: skip
 
 
 def submit_and_approve(alice, bob) -> ProvisioningRequest:

@@ -4,17 +4,17 @@ import threading
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
-from apps.accounts.models import MailDomain
+from apps.accounts.models import Delegation, MailDomain
 from apps.audit.models import AuditEvent
 from apps.core.exceptions import ApplicationError
-from apps.provisioning import services, tasks
+from apps.provisioning import selectors, services, tasks, views
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.publishing import EXECUTE_TOGETHER_TASK
 from apps.provisioning.selectors import LARGEST_APPROVAL, awaiting_together, may_decide
-from tests.conftest import APPROVER, REQUESTER, make_user
-from tests.helpers import PASSWORD, logged_in, verify_audit
+from tests.conftest import APPROVER, REQUESTER, make_user, require_postgresql
+from tests.helpers import logged_in, open_mailbox, verify_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +26,9 @@ NOT_UNDERSTOOD = "That approval was not understood; nothing was approved."
 
 def open_mailboxes(requester, count, *, ticket="HD-7", first=0) -> list[ProvisioningRequest]:
     return [
-        open_mailbox(requester, f"new{n}@example.com", ticket) for n in range(first, first + count)
+        open_mailbox(requester, f"new{n}@example.com", ticket=ticket)
+        for n in range(first, first + count)
     ]
-
-
-def open_mailbox(requester, address: str, ticket: str) -> ProvisioningRequest:
-    return services.request_submit(
-        requester=requester, kind="create_mailbox", target=address,
-        parameters={"name": address.split("@")[0], "language": "", "quota_mb": None},
-        password=PASSWORD, ticket=ticket, reason="new customer",
-    )  # fmt: skip
 
 
 def statuses(requests) -> list[str]:
@@ -89,13 +82,22 @@ def test_what_awaits_together_is_what_each_may_be_decided_alone(alice, bob, dave
     eve = make_user("eve", domains={old: [APPROVER]})
     fay = make_user("fay", domains={old: [REQUESTER]})
     opened = open_mailboxes(alice, 2) + open_mailboxes(dave, 1, first=5)
-    opened += [open_mailbox(fay, address, "HD-7") for address in ("a@old.example", "b@old.example")]
+    opened += [
+        open_mailbox(fay, address, ticket="HD-7") for address in ("a@old.example", "b@old.example")
+    ]
     MailDomain.objects.filter(name="old.example").update(is_active=False)
     new_domain = services.request_submit(
         requester=alice, kind="create_domain", target="old.example", ticket="HD-7",
         parameters={}, reason="back again",
     )  # fmt: skip
-    opened.append(new_domain)
+    # A new domain's name that eve approves in once it is managed: still not hers to approve.
+    fresh_domain = services.request_submit(
+        requester=alice, kind="create_domain", target="fresh.example", ticket="HD-7",
+        parameters={}, reason="new customer",
+    )  # fmt: skip
+    fresh = MailDomain.objects.create(name="fresh.example", is_active=True)
+    Delegation.objects.create(user=eve, domain=fresh, role=APPROVER)
+    opened += [new_domain, fresh_domain]
 
     for approver in (alice, bob, dave, carol, eve, root):
         together = awaiting_together(approver, "HD-7")
@@ -103,11 +105,11 @@ def test_what_awaits_together_is_what_each_may_be_decided_alone(alice, bob, dave
         assert ids(together) == ids(alone), approver.username
 
 
-def test_an_approver_of_a_domain_no_longer_managed_approves_nothing_of_it_together(alice):
+def test_an_approver_of_a_domain_no_longer_managed_approves_nothing_of_it_together(db):
     old = MailDomain.objects.create(name="old.example", is_active=True)
     eve = make_user("eve", domains={old: [APPROVER]})
     fay = make_user("fay", domains={old: [REQUESTER]})
-    opened = [open_mailbox(fay, "a@old.example", "HD-5")]
+    opened = [open_mailbox(fay, "a@old.example", ticket="HD-5")]
     MailDomain.objects.filter(pk=old.pk).update(is_active=False)
 
     with pytest.raises(ApplicationError, match=r"0 now, 1 then"):
@@ -174,10 +176,15 @@ def test_a_set_that_changed_since_the_review_approves_nothing_and_says_so(
 
 
 @pytest.mark.parametrize("count", [0, LARGEST_APPROVAL + 1])
-def test_a_count_out_of_bounds_is_refused_before_anything_is_read(alice, bob, count):
+def test_a_count_out_of_bounds_is_refused_before_anything_is_read(
+    alice, bob, count, django_assert_num_queries
+):
     (opened,) = open_mailboxes(alice, 1)
 
-    with pytest.raises(ApplicationError, match="Between 1 and"):
+    with (
+        django_assert_num_queries(0),
+        pytest.raises(ApplicationError, match="Between 1 and"),
+    ):
         services.requests_approve_together(
             actor=bob, ticket="HD-7", reviewed=list(range(opened.pk, opened.pk + count))
         )
@@ -189,8 +196,7 @@ def test_a_request_approved_alone_meanwhile_is_not_approved_again_together(alice
     """Another approver approves one of the ticket's requests alone, holding its row, while bob
     approves the ticket together: bob's approval waits for the row, then finds the set changed.
     (On PostgreSQL; SQLite takes one writer at a time.)"""
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent approvals need PostgreSQL (CI runs it)")
+    require_postgresql("concurrent approvals need PostgreSQL; SQLite writes one at a time")
     opened = open_mailboxes(alice, 3)
     holding = threading.Event()
     outcome: list[object] = []
@@ -199,7 +205,7 @@ def test_a_request_approved_alone_meanwhile_is_not_approved_again_together(alice
         with transaction.atomic():
             request = ProvisioningRequest.objects.select_for_update().get(pk=opened[1].pk)
             holding.set()
-            time.sleep(0.5)  # bob's approval together starts and waits for this row
+            wait_until_someone_waits_for_a_lock()  # bob's approval together, for this row
             services.request_approve(request=request, actor=dave)
         connection.close()
 
@@ -216,6 +222,7 @@ def test_a_request_approved_alone_meanwhile_is_not_approved_again_together(alice
         thread.start()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
 
     assert len(outcome) == 1
     assert "2 now, 3 then" in str(outcome[0])
@@ -224,10 +231,23 @@ def test_a_request_approved_alone_meanwhile_is_not_approved_again_together(alice
     assert list(approvals.values_list("actor_label", flat=True)) == ["dave"]
 
 
+def wait_until_someone_waits_for_a_lock() -> None:
+    """Until another session of this database waits for a row lock (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            # pg_locks, not pg_stat_activity: that one is read once per transaction.
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("nobody waited for the row lock")
+
+
 # --- The worker's side: one message, several requests ------------------------------------------
 
 
-def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(monkeypatch):
+def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(monkeypatch, caplog):
     executed = []
 
     def execute(*, request_id):
@@ -240,9 +260,12 @@ def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(monkey
     tasks.execute_requests.run([1, 2, 3])
 
     assert executed == [1, 2, 3]
+    assert [record.getMessage() for record in caplog.records] == [
+        "Request 2: its attempt failed before its outcome was recorded; the sweeper takes it over"
+    ]
 
 
-def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server, published):
+def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server):
     opened = open_mailboxes(alice, 3)
     approve_together(bob, opened)
 
@@ -259,7 +282,7 @@ def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server
 
 def test_the_review_lists_exactly_what_awaits_the_approver_and_carries_those_ids(alice, bob, dave):
     opened = open_mailboxes(alice, 3)
-    open_mailbox(dave, "dave-own@example.com", "HD-7")  # bob may approve it: listed
+    open_mailbox(dave, "dave-own@example.com", ticket="HD-7")  # bob may approve it: listed
     page = logged_in(bob).get(APPROVE_TOGETHER, {"ticket": "HD-7"})
 
     awaiting = awaiting_together(bob, "HD-7")
@@ -364,12 +387,58 @@ def test_an_approval_not_understood_changes_nothing(alice, bob, data):
     assert AuditEvent.objects.count() == audit_rows
 
 
-def test_the_dashboard_points_an_approver_to_the_tickets_awaiting_them(alice, bob, dave):
+def test_the_dashboard_points_an_approver_to_the_tickets_awaiting_them(alice, dave):
     open_mailboxes(alice, 3)
-    open_mailbox(alice, "single@example.com", "HD-8")
+    open_mailbox(alice, "single@example.com", ticket="HD-8")
     open_mailboxes(dave, 2, ticket="HD-9", first=10)  # dave's own: not awaiting him
 
     page = logged_in(dave).get("/")
 
     assert page.context["awaiting_tickets"] == [{"ticket": "HD-7", "count": 3}]
     assert f'href="{APPROVE_TOGETHER}?ticket=HD-7"' in page.content.decode()
+
+
+# Added after a read of the whole change: behaviours that had no test.
+
+
+def test_a_request_of_another_ticket_among_those_reviewed_approves_nothing(alice, bob):
+    opened = open_mailboxes(alice, 3)
+    (other,) = open_mailboxes(alice, 1, ticket="HD-8", first=3)
+
+    with pytest.raises(ApplicationError, match=r"3 now, 4 then"):
+        approve_together(bob, [*opened, other])
+
+    assert statuses([*opened, other]) == [Status.PENDING] * 4
+
+
+def test_a_full_review_says_more_await_and_a_shorter_one_does_not(alice, bob, monkeypatch):
+    open_mailboxes(alice, 3)
+    browser = logged_in(bob)
+
+    shorter = browser.get(APPROVE_TOGETHER, {"ticket": "HD-7"})
+    monkeypatch.setattr(views, "LARGEST_APPROVAL", 2)
+    monkeypatch.setattr(selectors, "LARGEST_APPROVAL", 2)
+    full = browser.get(APPROVE_TOGETHER, {"ticket": "HD-7"})
+
+    assert (shorter.context["more"], len(shorter.context["awaiting"])) == (False, 3)
+    assert (full.context["more"], len(full.context["awaiting"])) == (True, 2)
+    assert "More requests of HD-7 await you" in full.content.decode()
+
+
+def test_a_database_refusal_of_an_approval_together_says_nothing_was_recorded(
+    alice, bob, monkeypatch
+):
+    opened = open_mailboxes(alice, 2)
+
+    def refuse(**kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(views.services, "requests_approve_together", refuse)
+    answer = logged_in(bob).post(
+        APPROVE_TOGETHER,
+        {"ticket": "HD-7", "reviewed": ",".join(map(str, ids(opened)))},
+        follow=True,
+    )
+
+    assert answer.redirect_chain == [(f"{APPROVE_TOGETHER}?ticket=HD-7", 302)]
+    assert views.NOT_RECORDED in answer.content.decode()

@@ -6,6 +6,7 @@ run them; tests/integration runs the same through a real worker.
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,13 @@ from apps.iredadmin.client import forget_login_refusals
 from apps.iredadmin.config import reset_thread_client
 from apps.iredadmin.emulator import LEGACY, Fault
 from apps.provisioning import services
-from apps.provisioning.execution import _claim_together, request_execute, requests_sweep
+from apps.provisioning.execution import (
+    AttemptResult,
+    _claim_together,
+    _record_together,
+    request_execute,
+    requests_sweep,
+)
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import ADMIN_PASSWORD
 from tests.helpers import PASSWORD, actions, approved_mailbox
@@ -494,7 +501,17 @@ def overtaken(request: ProvisioningRequest, settings, mail_server, *, effect: bo
 
     first = threading.Thread(target=first_worker)
     first.start()
-    threading.Event().wait(1.2)  # attempt 1 is still waiting for its answer; its lease expired
+
+    # Until attempt 1's lease has expired while it still waits for its answer (not a fixed
+    # wait: a slow start of attempt 1 would leave attempt 2 a lease that still holds).
+    def expired() -> bool:
+        return ProvisioningRequest.objects.filter(
+            pk=request.pk, status=Status.RUNNING, attempts=1, lease_expires_at__lt=timezone.now()
+        ).exists()
+
+    deadline = time.monotonic() + 5
+    while not expired() and time.monotonic() < deadline:
+        time.sleep(0.02)
     request_execute(request_id=request.pk)  # attempt 2
     first.join()
     request.refresh_from_db()
@@ -518,8 +535,9 @@ def test_a_late_result_of_an_overtaken_attempt_is_discarded_and_recorded(
 def test_a_late_success_of_an_overtaken_attempt_is_discarded_and_recorded(
     alice, bob, mail_server, settings
 ):
-    """Attempt 1 created the mailbox and its success comes late: the successes' fence (status
-    and attempt) keeps attempt 2's outcome, which found the mailbox by reading back."""
+    """Attempt 1 created the mailbox and its success comes late: the successes' fence keeps
+    attempt 2's outcome, which found the mailbox by reading back. (Attempt 2 has finished by
+    then: this is the fence's status condition; its attempt condition is the next test's.)"""
     request = approved_mailbox(alice, bob)
 
     overtaken(request, settings, mail_server, effect=True)
@@ -528,6 +546,20 @@ def test_a_late_success_of_an_overtaken_attempt_is_discarded_and_recorded(
     assert request.result_message.startswith("Created by an earlier attempt")
     assert mail_server.emulator.stats()["created"] == {"user:jane@example.com": 1}
     assert actions(request)[-1] == "api.result_discarded"
+
+
+def test_a_success_of_an_attempt_overtaken_while_the_next_one_runs_is_discarded(alice, bob):
+    """The successes' fence by attempt: attempt 1's success arrives while attempt 2 holds the
+    request (running, as attempt 1 left it): attempt 2's claim stands."""
+    queued = approved_mailbox(alice, bob)
+    (first,) = _claim_together([queued.pk])
+    ProvisioningRequest.objects.filter(pk=queued.pk).update(attempts=2)  # attempt 2 took over
+
+    _record_together([(first, AttemptResult(succeeded=True))])
+
+    queued.refresh_from_db()
+    assert (queued.status, queued.attempts) == (Status.RUNNING, 2)
+    assert actions(queued)[-1] == "api.result_discarded"
 
 
 class TestSweeper:

@@ -15,6 +15,7 @@ from apps.iredadmin.emulator import Fault
 from apps.provisioning import execution
 from apps.provisioning.group_commit import GroupCommit
 from apps.provisioning.models import ProvisioningRequest
+from tests.conftest import require_postgresql
 from tests.helpers import PASSWORD, actions, approved_mailbox, verify_audit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,10 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _postgresql() -> None:
     # SQLite takes one writer at a time: another thread's open transaction makes a batch's
     # BEGIN IMMEDIATE fail with "database table is locked" (the worker's database is PostgreSQL).
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "threads writing at once need PostgreSQL (CI runs it); SQLite writes one at a time"
-        )
+    require_postgresql("threads writing at once need PostgreSQL; SQLite writes one at a time")
 
 
 Status = ProvisioningRequest.Status

@@ -116,3 +116,11 @@ def test_a_large_approval_saves_most_messages_and_still_ends_in_single_requests(
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-32:] == [1] * 32  # each thread's last message: one request
     assert len(messages) < approved * 0.3
+
+
+def test_a_together_publish_stops_once_the_approver_stopped_waiting(published):
+    publishing._send_together([[1], [2, 3]], time.monotonic() - 1)
+    assert published() == []
+
+    publishing._send_together([[1], [2, 3]], time.monotonic() + 60)
+    assert [args for _, args, _ in published()] == [[[1]], [[2, 3]]]

@@ -21,6 +21,7 @@ from apps.provisioning import services
 from apps.provisioning.models import ProvisioningRequest, RequestComment
 from apps.provisioning.publishing import EXECUTE_TASK
 from tests.conftest import APPROVER, make_user
+from tests.helpers import actions
 
 pytestmark = pytest.mark.django_db
 
@@ -83,10 +84,6 @@ def audit_trail(request: ProvisioningRequest) -> list[tuple[str, str, str, str]]
     """(action, actor, outcome, message) of every audit row of the request, oldest first."""
     events = AuditEvent.objects.filter(request_code=request.code).order_by("id")
     return [(e.action, e.actor_label, e.outcome, e.message) for e in events]
-
-
-def actions(request: ProvisioningRequest) -> list[str]:
-    return [action for action, *_ in audit_trail(request)]
 
 
 def execution_of(request: ProvisioningRequest) -> tuple[str, list, None]:
