@@ -302,7 +302,9 @@ class Environment:
 
     # --- The portal's side: requests ----------------------------------------------------------
 
-    def submit_and_approve(self, addresses: list[str], *, approve: bool = True) -> list[int]:
+    def submit_and_approve(
+        self, addresses: list[str], *, approve: bool = True, ticket: str = "CHAOS-1"
+    ) -> list[int]:
         """Open a create-mailbox request per address (alice) and approve each one (bob)."""
         from apps.provisioning import services
 
@@ -314,13 +316,23 @@ class Environment:
                 target=address,
                 parameters={"name": address.split("@")[0], "language": "", "quota_mb": None},
                 password=MAILBOX_PASSWORD,
-                ticket="CHAOS-1",
+                ticket=ticket,
                 reason="fault injection",
             )
             if approve:
                 services.request_approve(request=request, actor=self.bob)
             ids.append(request.pk)
         return ids
+
+    def approve_together(self, ids: list[int], ticket: str) -> None:
+        """bob approves these requests of `ticket` together, as reviewed, up to
+        LARGEST_APPROVAL at a time (give them a ticket of their own: the review must match)."""
+        from apps.provisioning import services
+        from apps.provisioning.selectors import LARGEST_APPROVAL
+
+        for start in range(0, len(ids), LARGEST_APPROVAL):
+            reviewed = ids[start : start + LARGEST_APPROVAL]
+            services.requests_approve_together(actor=self.bob, ticket=ticket, reviewed=reviewed)
 
     def requests(self, ids: list[int]) -> list:
         from apps.provisioning.models import ProvisioningRequest

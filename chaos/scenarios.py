@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from chaos.harness import PROJECT_DIR, Environment, timed, wait_for, with_database
+from chaos.harness import PROJECT_DIR, TIMINGS, Environment, timed, wait_for, with_database
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
@@ -93,7 +93,14 @@ def account_after_kills(
     env: Environment, result: Result, ids: list[int], *, work_seconds: int
 ) -> int:
     """Wait out the recovery, count the outcomes; returns how many were reconciled."""
-    recovery = 12 + 2 + 4 + work_seconds  # lease + sweep + grace (chaos.harness) + the work
+    recovery = work_seconds + sum(
+        int(TIMINGS[name])
+        for name in (
+            "MAILDESK_LEASE_SECONDS",
+            "MAILDESK_SWEEP_SECONDS",
+            "MAILDESK_QUEUED_GRACE_SECONDS",
+        )
+    )
     result.expect(env.wait_finished(ids, recovery), "not every request finished in time")
     env.control.clear_faults()
     account(env, result, ids)
@@ -474,11 +481,11 @@ def database_restarts(env: Environment) -> Result:
 
 
 def approved_together_killed(env: Environment) -> Result:
-    """A ticket's requests approved together (messages of several requests each), the worker
-    SIGKILLed while it works through them, again and again."""
-    from django.test.utils import override_settings
+    """A ticket approved together, its worker killed inside messages of several requests.
 
-    from apps.provisioning import services
+    Five tickets of 40, each approved in one step, and the worker SIGKILLed each time while it
+    works through the messages."""
+    from django.test.utils import override_settings
 
     result = Result("11 approved together, worker killed")
     beat, worker = start_with_held_creations(env, seconds=0.3)
@@ -487,8 +494,11 @@ def approved_together_killed(env: Environment) -> Result:
     # seven single ones (publishing.messages_for).
     with override_settings(MAILDESK_WORKER_THREADS_TOTAL=4):
         for run in range(5):
-            pending = env.submit_and_approve(addresses(f"together{run}-", 40), approve=False)
-            services.requests_approve_together(actor=env.bob, ticket="CHAOS-1", reviewed=pending)
+            ticket = f"CHAOS-{11_00 + run}"  # its own: the review must match exactly
+            pending = env.submit_and_approve(
+                addresses(f"together{run}-", 40), approve=False, ticket=ticket
+            )
+            env.approve_together(pending, ticket)
             ids += pending
             # Inside a message of several, or between two.
             worker = kill_mid_call(env, worker, result, pause=(0.1, 1.5))
