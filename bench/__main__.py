@@ -16,7 +16,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 PARTS = {
     "emulator": "bench.emulator_bench",  # the client and the emulator (~20 s)
-    "pipeline": "bench.pipeline",  # throughput, sessions, scaling, memory (~3 min)
+    "pipeline": "bench.pipeline",  # throughput, sessions, scaling, memory (~3.5 min)
     "approval": "bench.approval",  # the approve POST with and without publishing (~15 s)
     "pages": "bench.pages",  # list pages over 1M audit rows and 100k requests (~100 s)
 }

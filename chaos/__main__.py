@@ -1,6 +1,6 @@
 """Run the fault-injection scenarios against the real pieces and print what held.
 
-    python -m chaos            every scenario (about 5 minutes)
+    python -m chaos            every scenario (about 3 minutes)
     python -m chaos --only 1,4 some of them
 
 Exits 1 if any expectation failed. Needs PostgreSQL (MAILDESK_CHAOS_POSTGRES_URL, a role that
