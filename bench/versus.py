@@ -1,7 +1,7 @@
 """This checkout's worker against another revision's, side by side in one run.
 
     python -m bench.versus REVISION [--threads 32] [--processes 2] [--count 1000]
-                                    [--rounds 4] [--latency-ms 50]
+                                    [--rounds 4] [--latency-ms 50] [--together]
 
 The machines this runs on are noisy: the same run can be 20% slower an hour later, so a change
 is measured against its base in the same environment, alternating, not against yesterday's
@@ -53,7 +53,8 @@ def alternate(env: Environment, base: Path, args: argparse.Namespace) -> dict[st
             run = pipeline(
                 env, threads=args.threads, count=args.count, latency=latency,
                 processes=args.processes, project_dir=base if name == "base" else PROJECT_DIR,
-                together=False,  # a message per request: what every revision's worker reads
+                # A message per request unless asked: what every revision's worker reads.
+                together=args.together,
             )  # fmt: skip
             runs[name].append(run)
             worker = run.cpu_per_item_ms("worker")
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000, help="requests per run")
     parser.add_argument("--rounds", type=int, default=4, help="runs of each, alternating")
     parser.add_argument("--latency-ms", type=float, default=50, help="the emulator's latency")
+    parser.add_argument(
+        "--together", action="store_true",
+        help="approve each run's requests together (both revisions must have the task)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.count < 10 or args.rounds < 1 or args.threads % args.processes:
         parser.error("need --count >= 10, --rounds >= 1, threads that split over processes")

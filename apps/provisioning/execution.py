@@ -8,10 +8,12 @@ One attempt:
    overwrite a newer attempt's, sets the outcome with its audit row; the sealed password is
    wiped in the same transaction when the request ends.
 
-The threads of a worker process that reach step 1 (or step 3) at the same time share one
-transaction for it (apps.provisioning.group_commit): under load most of a claim's or a
-record's cost is per transaction, not per request. Each request keeps its own conditions,
-fence and audit row; a lone request is written at once, as before.
+The threads of a worker process that reach step 1 or step 3 at the same time share one
+transaction (apps.provisioning.group_commit), claims and records alike: under load most of a
+claim's or a record's cost is per transaction, not per request. A thread running several
+requests one after the other (approved together) records the outcome of one in the
+transaction that claims the next. Each request keeps its own conditions, fence and audit row;
+a lone request is written at once.
 
 Reconciliation. When an attempt may have changed the server without us learning the result
 (its answer was lost, or its worker died mid-call), the request is marked `outcome_uncertain`
@@ -93,15 +95,69 @@ class AttemptResult:
         )
 
 
+# A request and what its attempt learnt, to record.
+_Attempted = tuple[ProvisioningRequest, AttemptResult]
+
+
 def request_execute(*, request_id: int) -> None:
     """Run one attempt of a request, if it is ready and no other worker holds it."""
-    request = _claims.submit(request_id)
+    request = _claim(_Write(claim=request_id))
+    if request is not None:
+        _writes.submit(_Write(record=(request, _attempt(request))))
+
+
+def requests_execute(request_ids: Sequence[int]) -> None:
+    """Run one attempt of each request, one after the other (requests approved together).
+
+    The outcome of one request is recorded in the transaction that claims the next: the same
+    two writes as for requests run apart (the claim still commits before its call), in half the
+    transactions. One request's trouble (the database went away) does not strand the others: it
+    is logged, and the request is left as a lone task's would be, still queued (the sweeper
+    publishes it again) or, if its claim was written, running until its lease ends (then read
+    back before anything is done again).
+    """
+    attempted: _Attempted | None = None
+    for request_id in request_ids:
+        request = _record_and_claim(attempted, request_id)
+        attempted = None if request is None else (request, _attempt(request))
+    if attempted is not None:
+        _record_or_log(attempted)
+
+
+def _record_and_claim(attempted: _Attempted | None, request_id: int) -> ProvisioningRequest | None:
+    """Record `attempted` (if any) and claim the request `request_id`, in one transaction."""
+    if attempted is not None:
+        try:
+            return _claim(_Write(record=attempted, claim=request_id))
+        except Exception:
+            # Nothing of it was written. Either half may be at fault: each is tried alone.
+            _record_or_log(attempted)
+    try:
+        return _claim(_Write(claim=request_id))
+    except Exception:
+        logger.exception(
+            "Request %s: could not be claimed; the sweeper publishes it again", request_id
+        )
+        return None
+
+
+def _claim(write: "_Write") -> ProvisioningRequest | None:
+    request = _writes.submit(write)
     if request is None:
         # A duplicate delivery, a request already done, or one another worker holds.
-        logger.info("Request %s: nothing to do (not ready, or another worker has it)", request_id)
-        return
-    result = _attempt(request)
-    _records.submit((request, result))
+        logger.info("Request %s: nothing to do (not ready, or another worker has it)", write.claim)
+    return request
+
+
+def _record_or_log(attempted: _Attempted) -> None:
+    try:
+        _writes.submit(_Write(record=attempted))
+    except Exception:
+        logger.exception(
+            "Request %s: its attempt failed before its outcome was recorded; the sweeper "
+            "takes it over",
+            attempted[0].pk,
+        )
 
 
 def requests_sweep() -> int:
@@ -151,33 +207,55 @@ _CLAIM_SQL = """
 """.format(columns=", ".join(field.column for field in _REQUEST_FIELDS))  # noqa: S608 (the model's columns)
 
 
-def _claim_together(request_ids: Sequence[int]) -> list[ProvisioningRequest | None]:
-    """Claim these requests (each None if not ready), each with its `api.call` audit row."""
+@dataclass(frozen=True)
+class _Write:
+    """What a thread writes at one point: the outcome of its attempt, the claim of its next
+    request, or both (requests run one after the other: the outcome of one, then the next)."""
+
+    record: _Attempted | None = None
+    claim: int | None = None
+
+
+def _write_together(writes: Sequence[_Write]) -> list[ProvisioningRequest | None]:
+    """Record these outcomes and claim these requests, with their audit rows, in one
+    transaction; each write's answer is the request it claimed (None if not ready, or none)."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Outcomes first: a request recorded as done here is not claimed again below.
+        events = _record_outcomes(
+            [write.record for write in writes if write.record is not None], now
+        )
+        claimed = _claim_requests([write.claim for write in writes if write.claim is not None], now)
+        events += [_call_event(request) for _, request in sorted(claimed.items())]
+        audit_append(events)
+    # The same request delivered twice at once: only the first delivery makes the call.
+    return [claimed.pop(write.claim, None) if write.claim is not None else None for write in writes]
+
+
+def _claim_requests(request_ids: list[int], now: Any) -> dict[int, ProvisioningRequest]:
+    """Claim those of these requests that are ready (in the caller's transaction), by id."""
+    if not request_ids:
+        return {}
     at = connection.ops.adapt_datetimefield_value
-    clock = timezone.now()
-    now, lease = at(clock), at(clock + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS))
+    when, lease = at(now), at(now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS))
     unique = sorted(set(request_ids))
     sql = _CLAIM_SQL.format(ids=", ".join(["%s"] * len(unique)))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [lease, now, *unique, now, now])
-            claimed = {request.pk: request for request in _requests_from_rows(cursor.fetchall())}
-        audit_append(
-            [
-                audit_event(
-                    action="api.call",
-                    request=request,
-                    details={
-                        "operation": OPERATIONS[request.kind],
-                        "attempt": request.attempts,
-                        "reconcile_first": request.outcome_uncertain,
-                    },
-                )
-                for _, request in sorted(claimed.items())
-            ]
-        )
-    # The same request delivered twice at once: only the first delivery makes the call.
-    return [claimed.pop(request_id, None) for request_id in request_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [lease, when, *unique, when, when])
+        return {request.pk: request for request in _requests_from_rows(cursor.fetchall())}
+
+
+def _call_event(request: ProvisioningRequest) -> AuditEvent:
+    """The `api.call` audit row that commits with a claim, before its call is made."""
+    return audit_event(
+        action="api.call",
+        request=request,
+        details={
+            "operation": OPERATIONS[request.kind],
+            "attempt": request.attempts,
+            "reconcile_first": request.outcome_uncertain,
+        },
+    )
 
 
 def _requests_from_rows(rows: list[tuple]) -> list[ProvisioningRequest]:
@@ -204,26 +282,24 @@ def _requests_from_rows(rows: list[tuple]) -> list[ProvisioningRequest]:
     return requests
 
 
-def _record_together(attempts: Sequence[tuple[ProvisioningRequest, AttemptResult]]) -> list[None]:
-    """Record the outcome of these attempts, with their audit rows, in one transaction."""
-    now = timezone.now()
+def _record_outcomes(attempts: list[_Attempted], now: Any) -> list[AuditEvent]:
+    """Record the outcome of these attempts (in the caller's transaction); returns their audit
+    rows, to write."""
     # In the order of their ids: row locks and audit rows come in a stable order. Should two
     # transactions still deadlock (PostgreSQL then ends one), the batch that failed is written
-    # again one request at a time.
+    # again one write at a time.
     in_order = sorted(attempts, key=lambda attempt: attempt[0].pk)
-    with transaction.atomic():
-        recorded = _record_successes(
-            [(request, result) for request, result in in_order if result.succeeded], now
-        )
-        events = []
-        for request, result in in_order:
-            if result.succeeded:
-                recorded_here = request.pk in recorded
-                events.append(_event(request, result, "api.succeeded", recorded=recorded_here))
-            else:
-                events.append(_record_failure(request, result, now))
-        audit_append(events)
-    return [None] * len(attempts)
+    recorded = _record_successes(
+        [(request, result) for request, result in in_order if result.succeeded], now
+    )
+    events = []
+    for request, result in in_order:
+        if result.succeeded:
+            recorded_here = request.pk in recorded
+            events.append(_event(request, result, "api.succeeded", recorded=recorded_here))
+        else:
+            events.append(_record_failure(request, result, now))
+    return events
 
 
 # Successes change every request the same way (but for the message): one UPDATE for all.
@@ -238,9 +314,7 @@ _SUCCEEDED_SQL = """
 """
 
 
-def _record_successes(
-    attempts: list[tuple[ProvisioningRequest, AttemptResult]], now: Any
-) -> set[int]:
+def _record_successes(attempts: list[_Attempted], now: Any) -> set[int]:
     """Mark these attempts succeeded; returns the ids of the requests they still held."""
     when = connection.ops.adapt_datetimefield_value(now)
     recorded: set[int] = set()
@@ -305,8 +379,9 @@ def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: An
     return _event(request, result, action, recorded=bool(recorded), retry_in=decision.retry_in)
 
 
-_claims = GroupCommit(_claim_together)
-_records = GroupCommit(_record_together)
+# One writer per process for claims and records alike: fewer, larger transactions (a second
+# writer beside it cost more CPU than it saved in waiting; docs/performance.md).
+_writes = GroupCommit(_write_together)
 
 
 def _event(

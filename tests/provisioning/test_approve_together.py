@@ -1,5 +1,6 @@
 """Approving a ticket's requests together: exactly what the approver reviewed, or nothing."""
 
+import logging
 import threading
 import time
 
@@ -9,12 +10,12 @@ from django.db import DatabaseError, connection, transaction
 from apps.accounts.models import Delegation, MailDomain
 from apps.audit.models import AuditEvent
 from apps.core.exceptions import ApplicationError
-from apps.provisioning import selectors, services, tasks, views
+from apps.provisioning import execution, selectors, services, tasks, views
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.publishing import EXECUTE_TOGETHER_TASK
 from apps.provisioning.selectors import LARGEST_APPROVAL, awaiting_together, may_decide
 from tests.conftest import APPROVER, REQUESTER, make_user, require_postgresql
-from tests.helpers import logged_in, open_mailbox, verify_audit
+from tests.helpers import actions, logged_in, open_mailbox, verify_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -247,22 +248,146 @@ def wait_until_someone_waits_for_a_lock() -> None:
 # --- The worker's side: one message, several requests ------------------------------------------
 
 
-def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(monkeypatch, caplog):
-    executed = []
+class FailingStatements:
+    """A database that fails some statements of this connection (`connection.execute_wrapper`):
+    the statements matching `fails(sql, params)`, `times` times (None: every time)."""
 
-    def execute(*, request_id):
-        executed.append(request_id)
-        if request_id == 2:
-            raise ConnectionError("the database went away")
+    def __init__(self, fails, times: int | None = None) -> None:
+        self.fails = fails
+        self.times = times
+        self.failed = 0
 
-    monkeypatch.setattr(tasks.execution, "request_execute", execute)
+    def __call__(self, execute, sql, params, many, context):
+        if self.fails(sql, params or ()) and (self.times is None or self.failed < self.times):
+            self.failed += 1
+            raise DatabaseError("the database went away")
+        return execute(sql, params, many, context)
 
-    tasks.execute_requests.run([1, 2, 3])
 
-    assert executed == [1, 2, 3]
-    assert [record.getMessage() for record in caplog.records] == [
-        "Request 2: its attempt failed before its outcome was recorded; the sweeper takes it over"
+def recording_success_of(request):
+    return lambda sql, params: "SET status = 'succeeded'" in sql and request.pk in params
+
+
+def claiming(request):
+    return lambda sql, params: "SET status = 'running'" in sql and request.pk in params
+
+
+class Writes:
+    """What the worker's writer is given, batch by batch: (recorded id, claimed id) per write."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.write = execution._writes._write_batch
+        self.seen: list[tuple[int | None, int | None]] = []
+        monkeypatch.setattr(execution._writes, "_write_batch", self)
+
+    def __call__(self, writes):
+        for write in writes:
+            self.seen.append((write.record[0].pk if write.record else None, write.claim))
+        return self.write(writes)
+
+
+def test_a_message_records_each_outcome_in_the_transaction_that_claims_the_next(
+    alice, bob, mail_server, monkeypatch
+):
+    first, second, third = opened = open_mailboxes(alice, 3)
+    approve_together(bob, opened)
+    writes = Writes(monkeypatch)
+
+    tasks.execute_requests.run(ids(opened))
+
+    assert writes.seen == [
+        (None, first.pk), (first.pk, second.pk), (second.pk, third.pk), (third.pk, None),
+    ]  # fmt: skip
+    assert statuses(opened) == [Status.SUCCEEDED] * 3
+    for request in opened:
+        assert actions(request) == [
+            "request.submitted", "request.approved", "api.call", "api.succeeded",
+        ]  # fmt: skip
+    assert "intact" in verify_audit()[1]
+
+
+def test_the_outcome_and_the_next_claim_commit_as_one(alice, bob, mail_server):
+    require_postgresql("the transaction of a row is PostgreSQL's xmin")
+    first, second = opened = open_mailboxes(alice, 2)
+    approve_together(bob, opened)
+
+    tasks.execute_requests.run(ids(opened))
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_code, action, xmin::text FROM audit_auditevent "
+            "WHERE action LIKE 'api.%%' ORDER BY id"
+        )
+        rows = cursor.fetchall()
+    assert [(code, action) for code, action, _ in rows] == [
+        (first.code, "api.call"), (first.code, "api.succeeded"),
+        (second.code, "api.call"), (second.code, "api.succeeded"),
+    ]  # fmt: skip
+    transactions = [xmin for _, _, xmin in rows]
+    assert transactions[1] == transactions[2]  # first's outcome with second's claim
+    assert len(set(transactions)) == 3
+
+
+def test_an_outcome_that_fails_with_the_next_claim_is_written_alone_then_the_claim(
+    alice, bob, mail_server, caplog
+):
+    first, second, _ = opened = open_mailboxes(alice, 3)
+    approve_together(bob, opened)
+    once = FailingStatements(recording_success_of(first), times=1)
+
+    with connection.execute_wrapper(once):
+        tasks.execute_requests.run(ids(opened))
+
+    assert once.failed == 1
+    assert statuses(opened) == [Status.SUCCEEDED] * 3
+    assert mail_server.emulator.stats()["created"] == {
+        f"user:{request.target}": 1 for request in opened
+    }
+    assert actions(first).count("api.succeeded") == 1
+    assert actions(second).count("api.call") == 1
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(
+    alice, bob, mail_server, caplog
+):
+    opened = open_mailboxes(alice, 3)
+    second = opened[1]
+    approve_together(bob, opened)
+
+    with connection.execute_wrapper(FailingStatements(recording_success_of(second))):
+        tasks.execute_requests.run(ids(opened))
+
+    assert statuses(opened) == [Status.SUCCEEDED, Status.RUNNING, Status.SUCCEEDED]
+    assert actions(second)[-1] == "api.call"  # its lease runs out: the sweeper takes it over
+    assert mail_server.emulator.stats()["created"] == {
+        f"user:{request.target}": 1 for request in opened
+    }
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == [
+        f"Request {second.pk}: its attempt failed before its outcome was recorded; the sweeper "
+        "takes it over"
     ]
+
+
+def test_a_request_that_cannot_be_claimed_is_left_queued_and_the_next_runs(
+    alice, bob, mail_server, caplog
+):
+    opened = open_mailboxes(alice, 4)
+    third = opened[2]
+    approve_together(bob, opened)
+
+    with connection.execute_wrapper(FailingStatements(claiming(third))):
+        tasks.execute_requests.run(ids(opened))
+
+    succeeded, queued = Status.SUCCEEDED, Status.QUEUED
+    assert statuses(opened) == [succeeded, succeeded, queued, succeeded]
+    assert actions(third)[-1] == "request.approved"  # no call: the sweeper publishes it again
+    assert "user:" + third.target not in mail_server.emulator.stats()["created"]
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == [f"Request {third.pk}: could not be claimed; the sweeper publishes it again"]
 
 
 def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server):

@@ -22,8 +22,8 @@ from apps.iredadmin.emulator import LEGACY, Fault
 from apps.provisioning import services
 from apps.provisioning.execution import (
     AttemptResult,
-    _claim_together,
-    _record_together,
+    _Write,
+    _write_together,
     request_execute,
     requests_sweep,
 )
@@ -58,7 +58,7 @@ def test_a_claimed_request_reads_as_the_orm_reads_it(alice, bob):
         needs_operator=True, operator_wait_since=timezone.now() - timedelta(minutes=3)
     )
 
-    (claimed,) = _claim_together([request.pk])
+    (claimed,) = _write_together([_Write(claim=request.pk)])
 
     stored = ProvisioningRequest.objects.get(pk=request.pk)
     for field in ProvisioningRequest._meta.concrete_fields:
@@ -552,10 +552,10 @@ def test_a_success_of_an_attempt_overtaken_while_the_next_one_runs_is_discarded(
     """The successes' fence by attempt: attempt 1's success arrives while attempt 2 holds the
     request (running, as attempt 1 left it): attempt 2's claim stands."""
     queued = approved_mailbox(alice, bob)
-    (first,) = _claim_together([queued.pk])
+    (first,) = _write_together([_Write(claim=queued.pk)])
     ProvisioningRequest.objects.filter(pk=queued.pk).update(attempts=2)  # attempt 2 took over
 
-    _record_together([(first, AttemptResult(succeeded=True))])
+    _write_together([_Write(record=(first, AttemptResult(succeeded=True)))])
 
     queued.refresh_from_db()
     assert (queued.status, queued.attempts) == (Status.RUNNING, 2)

@@ -1,8 +1,8 @@
 """Threads of one worker process claim together and record together (group commit).
 
 Each thread runs `request_execute` as a task thread of the worker would, against the emulator.
-The tests hold the first batch until the other threads are waiting, so that the next batch
-certainly holds several requests; the writes themselves are the real ones.
+The tests hold the first batch of claims (or of records) until the other threads are waiting,
+so that the next batch certainly holds several; the writes themselves are the real ones.
 """
 
 import threading
@@ -32,28 +32,41 @@ Status = ProvisioningRequest.Status
 
 
 class Batches:
-    """Wraps a GroupCommit's write: records each batch's size, holds the first batch until
-    `hold_for` other threads are waiting behind it."""
+    """Wraps the writer of a process: counts the claims and the records of each batch, and holds
+    the first batch with a claim (a record) until `hold["claim"]` (`hold["record"]`) other
+    threads are waiting behind it."""
 
-    def __init__(self, group: GroupCommit, hold_for: int) -> None:
+    def __init__(self, group: GroupCommit, hold: dict[str, int]) -> None:
         self.group = group
-        self.hold_for = hold_for
+        self.hold = dict(hold)
         self.write = group._write_batch
-        self.sizes: list[int] = []
+        self.sizes: dict[str, list[int]] = {"claim": [], "record": []}
 
-    def __call__(self, items: Sequence) -> list:
-        if not self.sizes:
-            for _ in range(500):
-                if len(self.group._waiting) >= self.hold_for:
-                    break
-                threading.Event().wait(0.01)
-        self.sizes.append(len(items))
-        return self.write(items)
+    def __call__(self, writes: Sequence) -> list:
+        for kind, sizes in self.sizes.items():
+            count = sum(getattr(write, kind) is not None for write in writes)
+            if count and kind in self.hold:
+                others = self.hold.pop(kind)
+                for _ in range(500):
+                    if len(self.group._waiting) >= others:
+                        break
+                    threading.Event().wait(0.01)
+            if count:
+                sizes.append(count)
+        return self.write(writes)
+
+    @property
+    def claims(self) -> list[int]:
+        return self.sizes["claim"]
+
+    @property
+    def records(self) -> list[int]:
+        return self.sizes["record"]
 
 
-def watch(monkeypatch, group: GroupCommit, hold_for: int) -> Batches:
-    batches = Batches(group, hold_for)
-    monkeypatch.setattr(group, "_write_batch", batches)
+def watch(monkeypatch, hold: dict[str, int]) -> Batches:
+    batches = Batches(execution._writes, hold)
+    monkeypatch.setattr(execution._writes, "_write_batch", batches)
     return batches
 
 
@@ -82,15 +95,14 @@ def test_requests_claimed_and_recorded_together_each_get_their_own_call_and_audi
     alice, bob, mail_server, monkeypatch
 ):
     requests = [approved_mailbox(alice, bob, f"user{n}@example.com") for n in range(8)]
-    claims = watch(monkeypatch, execution._claims, hold_for=7)
-    records = watch(monkeypatch, execution._records, hold_for=7)
+    batches = watch(monkeypatch, {"claim": 7, "record": 7})
 
     execute_in_threads([request.pk for request in requests])
 
-    assert max(claims.sizes) > 1
-    assert sum(claims.sizes) == 8
-    assert max(records.sizes) > 1
-    assert sum(records.sizes) == 8
+    assert max(batches.claims) > 1
+    assert sum(batches.claims) == 8
+    assert max(batches.records) > 1
+    assert sum(batches.records) == 8
     created = mail_server.emulator.stats()["created"]
     assert created == {f"user:user{n}@example.com": 1 for n in range(8)}
     for request in requests:
@@ -109,11 +121,11 @@ def test_one_request_delivered_twice_in_the_same_batch_is_called_once(
 ):
     twice = approved_mailbox(alice, bob, "twice@example.com")
     other = approved_mailbox(alice, bob, "other@example.com")
-    claims = watch(monkeypatch, execution._claims, hold_for=3)
+    batches = watch(monkeypatch, {"claim": 3})
 
     execute_in_threads([other.pk, twice.pk, twice.pk, other.pk])
 
-    assert claims.sizes[1:] == [3]
+    assert batches.claims[1:] == [3]
     assert mail_server.emulator.stats()["created"] == {
         "user:twice@example.com": 1,
         "user:other@example.com": 1,
@@ -130,11 +142,11 @@ def test_successes_recorded_together_keep_their_own_messages(alice, bob, mail_se
     for request in confirmed:  # an earlier attempt created it, and its answer was lost
         mail_server.emulator.add_mailbox(request.target, PASSWORD)
         ProvisioningRequest.objects.filter(pk=request.pk).update(outcome_uncertain=True)
-    records = watch(monkeypatch, execution._records, hold_for=3)
+    batches = watch(monkeypatch, {"record": 3})
 
     execute_in_threads([request.pk for request in plain + confirmed])
 
-    assert records.sizes == [1, 3]  # the second batch holds both kinds
+    assert batches.records == [1, 3]  # the second batch holds both kinds
     for request in plain + confirmed:
         request.refresh_from_db()
         assert request.status == Status.SUCCEEDED
@@ -156,11 +168,11 @@ def test_different_outcomes_recorded_together_each_take_their_own_path(
     fine = approved_mailbox(alice, bob, "fine@example.com")
     taken = approved_mailbox(alice, bob, "taken@example.com")
     busy = approved_mailbox(alice, bob, "busy@example.com")
-    records = watch(monkeypatch, execution._records, hold_for=2)
+    batches = watch(monkeypatch, {"record": 2})
 
     execute_in_threads([fine.pk, taken.pk, busy.pk])
 
-    assert max(records.sizes) > 1
+    assert max(batches.records) > 1
     for request in (fine, taken, busy):
         request.refresh_from_db()
     assert (fine.status, fine.result_code) == (Status.SUCCEEDED, "")
