@@ -99,6 +99,15 @@ class AttemptResult:
 _Attempted = tuple[ProvisioningRequest, AttemptResult]
 
 
+@dataclass(frozen=True)
+class _Write:
+    """What a thread writes at one point: the outcome of its attempt, the claim of its next
+    request, or both (requests run one after the other: the outcome of one, then the next)."""
+
+    record: _Attempted | None = None
+    claim: int | None = None
+
+
 def request_execute(*, request_id: int) -> None:
     """Run one attempt of a request, if it is ready and no other worker holds it."""
     request = _claim(_Write(claim=request_id))
@@ -141,7 +150,7 @@ def _record_and_claim(attempted: _Attempted | None, request_id: int) -> Provisio
         return None
 
 
-def _claim(write: "_Write") -> ProvisioningRequest | None:
+def _claim(write: _Write) -> ProvisioningRequest | None:
     request = _writes.submit(write)
     if request is None:
         # A duplicate delivery, a request already done, or one another worker holds.
@@ -205,15 +214,6 @@ _CLAIM_SQL = """
            OR (status = 'running' AND lease_expires_at < %s))
     RETURNING {columns}
 """.format(columns=", ".join(field.column for field in _REQUEST_FIELDS))  # noqa: S608 (the model's columns)
-
-
-@dataclass(frozen=True)
-class _Write:
-    """What a thread writes at one point: the outcome of its attempt, the claim of its next
-    request, or both (requests run one after the other: the outcome of one, then the next)."""
-
-    record: _Attempted | None = None
-    claim: int | None = None
 
 
 def _write_together(writes: Sequence[_Write]) -> list[ProvisioningRequest | None]:
