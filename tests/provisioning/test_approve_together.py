@@ -264,6 +264,15 @@ class FailingStatements:
         return execute(sql, params, many, context)
 
 
+def errors_logged(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def each_created_once(requests) -> dict[str, int]:
+    """The emulator's count of creations when each of `requests` made its mailbox once."""
+    return {f"user:{request.target}": 1 for request in requests}
+
+
 def recording_success_of(request):
     return lambda sql, params: "SET status = 'succeeded'" in sql and request.pk in params
 
@@ -340,12 +349,10 @@ def test_an_outcome_that_fails_with_the_next_claim_is_written_alone_then_the_cla
 
     assert once.failed == 1
     assert statuses(opened) == [Status.SUCCEEDED] * 3
-    assert mail_server.emulator.stats()["created"] == {
-        f"user:{request.target}": 1 for request in opened
-    }
+    assert mail_server.emulator.stats()["created"] == each_created_once(opened)
     assert actions(first).count("api.succeeded") == 1
     assert actions(second).count("api.call") == 1
-    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert errors_logged(caplog) == []
 
 
 def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(
@@ -360,12 +367,8 @@ def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(
 
     assert statuses(opened) == [Status.SUCCEEDED, Status.RUNNING, Status.SUCCEEDED]
     assert actions(second)[-1] == "api.call"  # its lease runs out: the sweeper takes it over
-    assert mail_server.emulator.stats()["created"] == {
-        f"user:{request.target}": 1 for request in opened
-    }
-    assert [
-        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
-    ] == [
+    assert mail_server.emulator.stats()["created"] == each_created_once(opened)
+    assert errors_logged(caplog) == [
         f"Request {second.pk}: its attempt failed before its outcome was recorded; the sweeper "
         "takes it over"
     ]
@@ -385,9 +388,9 @@ def test_a_request_that_cannot_be_claimed_is_left_queued_and_the_next_runs(
     assert statuses(opened) == [succeeded, succeeded, queued, succeeded]
     assert actions(third)[-1] == "request.approved"  # no call: the sweeper publishes it again
     assert "user:" + third.target not in mail_server.emulator.stats()["created"]
-    assert [
-        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
-    ] == [f"Request {third.pk}: could not be claimed; the sweeper publishes it again"]
+    assert errors_logged(caplog) == [
+        f"Request {third.pk}: could not be claimed; the sweeper publishes it again"
+    ]
 
 
 def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server):
@@ -397,9 +400,7 @@ def test_a_message_of_several_requests_runs_each_attempt(alice, bob, mail_server
     tasks.execute_requests.run(ids(opened))
 
     assert statuses(opened) == [Status.SUCCEEDED] * 3
-    assert mail_server.emulator.stats()["created"] == {
-        f"user:{request.target}": 1 for request in opened
-    }
+    assert mail_server.emulator.stats()["created"] == each_created_once(opened)
 
 
 # --- In the browser: the list and the dashboard point to the review, which approves it --------
