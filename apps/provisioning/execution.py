@@ -128,9 +128,17 @@ def requests_execute(request_ids: Sequence[int]) -> None:
     attempted: _Attempted | None = None
     for request_id in request_ids:
         request = _record_and_claim(attempted, request_id)
-        attempted = None if request is None else (request, _attempt(request))
+        attempted = None if request is None else _attempted_or_log(request)
     if attempted is not None:
         _record_or_log(attempted)
+
+
+def _attempted_or_log(request: ProvisioningRequest) -> _Attempted | None:
+    try:
+        return request, _attempt(request)
+    except Exception:  # a bug outside what `_attempt` expects: the next requests still run
+        _log_unrecorded(request.pk)
+        return None
 
 
 def _record_and_claim(attempted: _Attempted | None, request_id: int) -> ProvisioningRequest | None:
@@ -139,7 +147,10 @@ def _record_and_claim(attempted: _Attempted | None, request_id: int) -> Provisio
         try:
             return _claim(_Write(record=attempted, claim=request_id))
         except Exception:
-            # Nothing of it was written. Either half may be at fault: each is tried alone.
+            # Either half may be at fault: each is tried alone. (Nothing of it was written,
+            # unless the commit went through and only its answer was lost: then the record
+            # finds its request recorded already, `api.result_discarded`, and the claim finds
+            # the request running and leaves it to its lease, to be read back. Nothing twice.)
             _record_or_log(attempted)
     try:
         return _claim(_Write(claim=request_id))
@@ -162,11 +173,14 @@ def _record_or_log(attempted: _Attempted) -> None:
     try:
         _writes.submit(_Write(record=attempted))
     except Exception:
-        logger.exception(
-            "Request %s: its attempt failed before its outcome was recorded; the sweeper "
-            "takes it over",
-            attempted[0].pk,
-        )
+        _log_unrecorded(attempted[0].pk)
+
+
+def _log_unrecorded(request_id: int) -> None:
+    logger.exception(
+        "Request %s: its attempt failed before its outcome was recorded; the sweeper takes it over",
+        request_id,
+    )
 
 
 def requests_sweep() -> int:
@@ -285,7 +299,8 @@ def _requests_from_rows(rows: list[tuple]) -> list[ProvisioningRequest]:
 def _record_outcomes(attempts: list[_Attempted], now: Any) -> list[AuditEvent]:
     """Record the outcome of these attempts (in the caller's transaction); returns their audit
     rows, to write."""
-    # In the order of their ids: row locks and audit rows come in a stable order. Should two
+    # In the order of their ids: each statement locks its rows, and the audit rows come, in a
+    # stable order (a batch locks its outcomes' rows, then its claims'). Should two
     # transactions still deadlock (PostgreSQL then ends one), the batch that failed is written
     # again one write at a time.
     in_order = sorted(attempts, key=lambda attempt: attempt[0].pk)
@@ -476,15 +491,12 @@ def _attempt(request: ProvisioningRequest) -> AttemptResult:
                 "MAILDESK_ENCRYPTION_KEYS: restore the key, or retry with a new password."
             ),
         )
+    except ImproperlyConfigured as error:  # a malformed key: no password can be read at all
+        return _configuration_problem(f"Maildesk's encryption keys are not usable: {error}")
     try:
         client = thread_client()
     except (ValueError, ImproperlyConfigured) as error:
-        return AttemptResult(
-            retry=True,
-            needs_operator=True,
-            code="CONFIGURATION_ERROR",
-            message=f"Maildesk's iRedAdmin-Pro settings are not usable: {error}",
-        )
+        return _configuration_problem(f"Maildesk's iRedAdmin-Pro settings are not usable: {error}")
     try:
         reconciled = _PERFORM[request.kind](client, request, password)
     except IRedAdminError as error:
@@ -507,6 +519,13 @@ def _attempt(request: ProvisioningRequest) -> AttemptResult:
         else ""
     )
     return AttemptResult(succeeded=True, reconciled=reconciled, message=message)
+
+
+def _configuration_problem(message: str) -> AttemptResult:
+    """Settings an operator must fix: the request waits for them (bounded), it does not fail."""
+    return AttemptResult(
+        retry=True, needs_operator=True, code="CONFIGURATION_ERROR", message=message
+    )
 
 
 def _create_domain(client: IRedAdminClient, request: ProvisioningRequest, _: str | None) -> bool:

@@ -274,11 +274,13 @@ def each_created_once(requests) -> dict[str, int]:
 
 
 def recording_success_of(request):
-    return lambda sql, params: "SET status = 'succeeded'" in sql and request.pk in params
+    # The successes' parameters: two times, the message, then (id, attempt) pairs.
+    return lambda sql, params: "SET status = 'succeeded'" in sql and request.pk in params[3::2]
 
 
 def claiming(request):
-    return lambda sql, params: "SET status = 'running'" in sql and request.pk in params
+    # The claim's parameters: the lease and the time, the ids, then the time twice.
+    return lambda sql, params: "SET status = 'running'" in sql and request.pk in params[2:-2]
 
 
 class Writes:
@@ -338,16 +340,22 @@ def test_the_outcome_and_the_next_claim_commit_as_one(alice, bob, mail_server):
 
 
 def test_an_outcome_that_fails_with_the_next_claim_is_written_alone_then_the_claim(
-    alice, bob, mail_server, caplog
+    alice, bob, mail_server, caplog, monkeypatch
 ):
-    first, second, _ = opened = open_mailboxes(alice, 3)
+    first, second, third = opened = open_mailboxes(alice, 3)
     approve_together(bob, opened)
     once = FailingStatements(recording_success_of(first), times=1)
+    writes = Writes(monkeypatch)
 
     with connection.execute_wrapper(once):
         tasks.execute_requests.run(ids(opened))
 
     assert once.failed == 1
+    assert writes.seen == [
+        (None, first.pk), (first.pk, second.pk),  # the write that failed
+        (first.pk, None), (None, second.pk),  # its two halves, one after the other
+        (second.pk, third.pk), (third.pk, None),
+    ]  # fmt: skip
     assert statuses(opened) == [Status.SUCCEEDED] * 3
     assert mail_server.emulator.stats()["created"] == each_created_once(opened)
     assert actions(first).count("api.succeeded") == 1
@@ -390,6 +398,30 @@ def test_a_request_that_cannot_be_claimed_is_left_queued_and_the_next_runs(
     assert "user:" + third.target not in mail_server.emulator.stats()["created"]
     assert errors_logged(caplog) == [
         f"Request {third.pk}: could not be claimed; the sweeper publishes it again"
+    ]
+
+
+def test_a_bug_in_one_attempt_does_not_strand_the_others_of_its_message(
+    alice, bob, mail_server, caplog, monkeypatch
+):
+    opened = open_mailboxes(alice, 3)
+    second = opened[1]
+    approve_together(bob, opened)
+    unseal = execution.unseal
+
+    def unseal_with_a_bug(token):
+        if ProvisioningRequest.objects.filter(pk=second.pk, sealed_password=token).exists():
+            raise RuntimeError("a bug")
+        return unseal(token)
+
+    monkeypatch.setattr(execution, "unseal", unseal_with_a_bug)
+
+    tasks.execute_requests.run(ids(opened))
+
+    assert statuses(opened) == [Status.SUCCEEDED, Status.RUNNING, Status.SUCCEEDED]
+    assert errors_logged(caplog) == [
+        f"Request {second.pk}: its attempt failed before its outcome was recorded; the sweeper "
+        "takes it over"
     ]
 
 

@@ -291,6 +291,26 @@ class TestRefusals:
         assert (request.status, request.result_code) == (Status.FAILED, "ENCRYPTION_KEY_MISSING")
         assert mail_server.emulator.stats()["requests"] == 0
 
+    def test_encryption_keys_that_are_not_keys_make_the_request_wait_for_an_operator(
+        self, alice, bob, mail_server, settings
+    ):
+        request = approved_mailbox(alice, bob)
+        settings.MAILDESK_ENCRYPTION_KEYS = ["not-a-fernet-key"]  # a broken deployment
+
+        request_execute(request_id=request.pk)
+
+        request.refresh_from_db()
+        assert (request.status, request.result_code, request.needs_operator) == (
+            Status.QUEUED, "CONFIGURATION_ERROR", True
+        )  # fmt: skip
+        assert request.result_message == (
+            "Maildesk's encryption keys are not usable: MAILDESK_ENCRYPTION_KEYS holds a value "
+            "that is not a Fernet key (32 url-safe base64-encoded bytes)."
+        )
+        assert request.sealed_password  # kept for when the keys are mended
+        assert mail_server.emulator.stats()["requests"] == 0
+        assert actions(request)[-1] == "api.retry_scheduled"
+
 
 class TestTransientTrouble:
     def test_it_retries_later_with_backoff_and_then_succeeds(

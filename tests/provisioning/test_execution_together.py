@@ -48,12 +48,16 @@ class Batches:
             if count and kind in self.hold:
                 others = self.hold.pop(kind)
                 for _ in range(500):
-                    if len(self.group._waiting) >= others:
+                    if self.waiting(kind) >= others:
                         break
                     threading.Event().wait(0.01)
             if count:
                 sizes.append(count)
         return self.write(writes)
+
+    def waiting(self, kind: str) -> int:
+        """Writes of this kind waiting behind the batch (claims and records share the queue)."""
+        return sum(getattr(slot.item, kind) is not None for slot in list(self.group._waiting))
 
     @property
     def claims(self) -> list[int]:
