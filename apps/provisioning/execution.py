@@ -162,6 +162,8 @@ def _record_and_claim(attempted: _Attempted | None, request_id: int) -> Provisio
 
 
 def _claim(write: _Write) -> ProvisioningRequest | None:
+    """Submit a write that claims a request (and may record another's outcome); the claimed
+    request, or None (logged) when there is nothing to do."""
     request = _writes.submit(write)
     if request is None:
         # A duplicate delivery, a request already done, or one another worker holds.

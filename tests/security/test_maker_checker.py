@@ -34,26 +34,23 @@ NEW_MAILBOX = {
 }
 
 
+# Who posts where, with what; "{code}" and "{pk}" stand for the pending request's.
 @pytest.mark.parametrize(
-    ("who", "path", "data"),
+    ("who", "url", "data"),
     [
-        ("bob", "approve/", {}),
-        ("bob", "reject/", {"reason": "no"}),
-        ("alice", "cancel/", {}),
-        ("bob", "comments/", {"body": "hi"}),
-        ("alice", "new-create-mailbox", NEW_MAILBOX),
-        ("bob", "approve-together", {"ticket": "HD-1"}),
+        ("bob", "/requests/{code}/approve/", {}),
+        ("bob", "/requests/{code}/reject/", {"reason": "no"}),
+        ("alice", "/requests/{code}/cancel/", {}),
+        ("bob", "/requests/{code}/comments/", {"body": "hi"}),
+        ("alice", "/requests/new/create-mailbox/", NEW_MAILBOX),
+        ("bob", "/requests/approve-together/", {"ticket": "HD-1", "reviewed": "{pk}"}),
     ],
 )
-def test_a_change_without_a_csrf_token_is_refused(request, pending, who, path, data):
+def test_a_change_without_a_csrf_token_is_refused(request, pending, who, url, data):
     client = Client(enforce_csrf_checks=True)
     client.force_login(request.getfixturevalue(who))
-    if path == "approve-together":
-        url, data = "/requests/approve-together/", {**data, "reviewed": str(pending.pk)}
-    elif path.startswith("new-"):
-        url = "/requests/new/create-mailbox/"
-    else:
-        url = f"/requests/{pending.code}/{path}"
+    url = url.format(code=pending.code)
+    data = {name: value.format(pk=pending.pk) for name, value in data.items()}
     before = state()
 
     answer = client.post(url, data)
