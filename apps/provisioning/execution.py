@@ -24,6 +24,7 @@ set (`verify_password`); a domain by comparing its settings with the ones we ask
 
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,7 +50,7 @@ from apps.iredadmin.errors import (
     TransientError,
     describe,
 )
-from apps.provisioning.group_commit import GroupCommit
+from apps.provisioning.group_commit import GroupCommit, Ticket
 from apps.provisioning.models import ProvisioningRequest
 from apps.provisioning.publishing import publish_execution
 
@@ -101,11 +102,16 @@ _Attempted = tuple[ProvisioningRequest, AttemptResult]
 
 @dataclass(frozen=True)
 class _Write:
-    """What a thread writes at one point: the outcome of its attempt, the claim of its next
-    request, or both (requests run one after the other: the outcome of one, then the next)."""
+    """What a thread writes at one point: the outcome of its attempt, the claim of a request,
+    or both (requests run one after the other: the outcome of one, and the claim of another).
+
+    `ahead`: the claim is made one attempt before the request's own (requests run one after the
+    other), so its lease is twice as long: it covers that attempt, then its own.
+    """
 
     record: _Attempted | None = None
     claim: int | None = None
+    ahead: bool = False
 
 
 def request_execute(*, request_id: int) -> None:
@@ -118,19 +124,38 @@ def request_execute(*, request_id: int) -> None:
 def requests_execute(request_ids: Sequence[int]) -> None:
     """Run one attempt of each request, one after the other (requests approved together).
 
-    The outcome of one request is recorded in the transaction that claims the next: the same
-    two writes as for requests run apart (the claim still commits before its call), in half the
-    transactions. One request's trouble (the database went away) does not strand the others: it
-    is logged, and the request is left as a lone task's would be, still queued (the sweeper
-    publishes it again) or, if its claim was written, running until its lease ends (then read
-    back before anything is done again).
+    Claims are made one request ahead: after the call of one request, its outcome is handed to
+    the process's writer together with the claim of the request after next, and the thread
+    goes on at once with the next request, whose claim was written meanwhile. Each claim still
+    commits before its call, and each outcome before the task ends, in half the transactions of
+    requests run apart; but the thread no longer waits for a write between two calls.
+
+    One request's trouble (the database went away) does not strand the others: it is logged,
+    and the request is left as a lone task's would be, still queued (the sweeper publishes it
+    again) or, if its claim was written, running until its lease ends (then read back before
+    anything is done again).
     """
-    attempted: _Attempted | None = None
-    for request_id in request_ids:
-        request = _record_and_claim(attempted, request_id)
+    # Claims handed to the writer and not yet taken up, oldest first, each with its ticket.
+    claims = deque(_hand_in(_Write(claim=request_id, ahead=number > 0), lead=False)
+                   for number, request_id in enumerate(request_ids[:2]))  # fmt: skip
+    after_next = iter(request_ids[2:])
+    last_outcomes = []  # handed in alone: no request is left to claim with them
+    while claims:
+        request = _claimed(*claims.popleft())
         attempted = None if request is None else _attempted_or_log(request)
-    if attempted is not None:
-        _record_or_log(attempted)
+        following = next(after_next, None)
+        if following is not None:
+            claims.append(_hand_in(_Write(record=attempted, claim=following, ahead=True)))
+        elif attempted is not None:
+            last_outcomes.append(_hand_in(_Write(record=attempted)))
+    for write, ticket in last_outcomes:
+        _recorded_or_log(write, ticket)
+
+
+def _hand_in(write: _Write, *, lead: bool = True) -> tuple[_Write, Ticket]:
+    """Hand a write to the writer without waiting for it (written at once if nobody is writing
+    and `lead`): the write and the ticket to ask for its answer with."""
+    return write, _writes.enqueue(write, lead=lead)
 
 
 def _attempted_or_log(request: ProvisioningRequest) -> _Attempted | None:
@@ -141,30 +166,41 @@ def _attempted_or_log(request: ProvisioningRequest) -> _Attempted | None:
         return None
 
 
-def _record_and_claim(attempted: _Attempted | None, request_id: int) -> ProvisioningRequest | None:
-    """Record `attempted` (if any) and claim the request `request_id`, in one transaction."""
-    if attempted is not None:
-        try:
-            return _claim(_Write(record=attempted, claim=request_id))
-        except Exception:
-            # Either half may be at fault: each is tried alone. (Nothing of it was written,
-            # unless the commit went through and only its answer was lost: then the record
-            # finds its request recorded already, `api.result_discarded`, and the claim finds
-            # the request running and leaves it to its lease, to be read back. Nothing twice.)
-            _record_or_log(attempted)
+def _claimed(write: _Write, ticket: Ticket) -> ProvisioningRequest | None:
+    """The request a handed-in write claimed (and the outcome it carried recorded), or None,
+    logged: nothing to do, or a claim that could not be written."""
     try:
-        return _claim(_Write(claim=request_id))
+        return _nothing_to_do_logged(write, _writes.result(ticket))
     except Exception:
-        logger.exception(
-            "Request %s: could not be claimed; the sweeper publishes it again", request_id
-        )
-        return None
+        if write.record is None:
+            return _unclaimed_logged(write)
+        # Either half may be at fault: each is tried alone. (Nothing of it was written,
+        # unless the commit went through and only its answer was lost: then the record
+        # finds its request recorded already, `api.result_discarded`, and the claim finds
+        # the request running and leaves it to its lease, to be read back. Nothing twice.)
+        _record_or_log(write.record)
+    alone = _Write(claim=write.claim)
+    try:
+        return _claim(alone)
+    except Exception:
+        return _unclaimed_logged(alone)
+
+
+def _unclaimed_logged(write: _Write) -> None:
+    logger.exception(
+        "Request %s: could not be claimed; the sweeper publishes it again", write.claim
+    )
 
 
 def _claim(write: _Write) -> ProvisioningRequest | None:
     """Submit a write that claims a request (and may record another's outcome); the claimed
     request, or None (logged) when there is nothing to do."""
-    request = _writes.submit(write)
+    return _nothing_to_do_logged(write, _writes.submit(write))
+
+
+def _nothing_to_do_logged(
+    write: _Write, request: ProvisioningRequest | None
+) -> ProvisioningRequest | None:
     if request is None:
         # A duplicate delivery, a request already done, or one another worker holds.
         logger.info("Request %s: nothing to do (not ready, or another worker has it)", write.claim)
@@ -176,6 +212,14 @@ def _record_or_log(attempted: _Attempted) -> None:
         _writes.submit(_Write(record=attempted))
     except Exception:
         _log_unrecorded(attempted[0].pk)
+
+
+def _recorded_or_log(write: _Write, ticket: Ticket) -> None:
+    """Wait until a handed-in outcome is recorded; if it could not be, log it."""
+    try:
+        _writes.result(ticket)
+    except Exception:
+        _log_unrecorded(write.record[0].pk)
 
 
 def _log_unrecorded(request_id: int) -> None:
@@ -222,7 +266,7 @@ _REQUEST_NAMES = [field.attname for field in _REQUEST_FIELDS]
 # a SELECT, and building both is most of a claim's cost. Same conditions as the sweeper's.
 _CLAIM_SQL = """
     UPDATE provisioning_provisioningrequest
-    SET status = 'running', attempts = attempts + 1, lease_expires_at = %s, updated_at = %s,
+    SET status = 'running', attempts = attempts + 1, lease_expires_at = {{lease}}, updated_at = %s,
         -- Taking over from a worker that died mid-call: the server may have changed.
         outcome_uncertain = (status = 'running' OR outcome_uncertain)
     WHERE id IN ({{ids}})
@@ -241,23 +285,30 @@ def _write_together(writes: Sequence[_Write]) -> list[ProvisioningRequest | None
         events = _record_outcomes(
             [write.record for write in writes if write.record is not None], now
         )
-        claimed = _claim_requests([write.claim for write in writes if write.claim is not None], now)
+        claimed = _claim_requests([write for write in writes if write.claim is not None], now)
         events += [_call_event(request) for _, request in sorted(claimed.items())]
         audit_append(events)
     # The same request delivered twice at once: only the first delivery makes the call.
     return [claimed.pop(write.claim, None) if write.claim is not None else None for write in writes]
 
 
-def _claim_requests(request_ids: list[int], now: Any) -> dict[int, ProvisioningRequest]:
-    """Claim those of these requests that are ready (in the caller's transaction), by id."""
-    if not request_ids:
+def _claim_requests(writes: list[_Write], now: Any) -> dict[int, ProvisioningRequest]:
+    """Claim those of the requests of these writes that are ready (in the caller's
+    transaction), by id."""
+    if not writes:
         return {}
     at = connection.ops.adapt_datetimefield_value
-    when, lease = at(now), at(now + timedelta(seconds=settings.MAILDESK_LEASE_SECONDS))
-    unique = sorted(set(request_ids))
-    sql = _CLAIM_SQL.format(ids=", ".join(["%s"] * len(unique)))
+    lease = timedelta(seconds=settings.MAILDESK_LEASE_SECONDS)
+    when, lease_until = at(now), [at(now + lease)]
+    unique = sorted({write.claim for write in writes})
+    ahead = sorted({write.claim for write in writes if write.ahead})
+    lease_sql = "%s"
+    if ahead:  # claimed one attempt before their own: their lease covers that attempt too
+        lease_sql = f"CASE WHEN id IN ({', '.join(['%s'] * len(ahead))}) THEN %s ELSE %s END"
+        lease_until = [*ahead, at(now + 2 * lease), *lease_until]
+    sql = _CLAIM_SQL.format(lease=lease_sql, ids=", ".join(["%s"] * len(unique)))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [lease, when, *unique, when, when])
+        cursor.execute(sql, [*lease_until, when, *unique, when, when])
         return {request.pk: request for request in _requests_from_rows(cursor.fetchall())}
 
 

@@ -12,6 +12,12 @@ Leadership passes on after each batch to the first thread still waiting, so no t
 writing for others while its own task is done. A batch that fails is written again one item
 at a time, so that one item's trouble (or a batch's) reaches only the thread it belongs to,
 exactly as if the threads had written alone.
+
+A thread may also hand in an item without waiting for it (`enqueue`) and ask for its answer
+later (`result`): a worker thread running several requests one after the other claims the
+next while it calls the API for the current one. Such an item is written by the next batch:
+at once if nobody is writing, else by whichever thread leads next, at the latest by its own
+thread when it asks for the answer.
 """
 
 import os
@@ -26,14 +32,21 @@ Answer = TypeVar("Answer")
 class _Slot(Generic[Item, Answer]):
     """One thread's item, and then its answer (or the exception writing it raised)."""
 
-    __slots__ = ("answer", "error", "finished", "item", "wake")
+    __slots__ = ("answer", "error", "finished", "item", "to_lead", "waited_for", "wake")
 
     def __init__(self, item: Item) -> None:
         self.item = item
-        self.wake = threading.Event()  # set when finished, or when this thread is to lead
         self.finished = False
         self.answer: Answer | None = None
         self.error: BaseException | None = None
+        # While its thread waits for it: woken when finished, or when that thread is to lead.
+        self.waited_for = False
+        self.to_lead = False
+        self.wake = threading.Event()
+
+
+# What `enqueue` hands back: the ticket to ask `result` for the item's answer with.
+Ticket = _Slot
 
 
 class GroupCommit(Generic[Item, Answer]):
@@ -58,15 +71,36 @@ class GroupCommit(Generic[Item, Answer]):
         self._leader_busy = False
 
     def submit(self, item: Item) -> Answer:
+        return self.result(self.enqueue(item, lead=False))
+
+    def enqueue(self, item: Item, *, lead: bool = True) -> Ticket:
+        """Hand in `item` to be written; with `lead`, this thread writes it at once (with
+        whatever else waits) if nobody is writing. Its answer: `result(ticket)`."""
         slot: _Slot[Item, Answer] = _Slot(item)
         with self._lock:
             self._waiting.append(slot)
-            leads = not self._leader_busy
-            self._leader_busy = True
-        if not leads:
-            slot.wake.wait()
-        if not slot.finished:  # woken to lead: the batch includes this thread's own item
+            leads = lead and not self._leader_busy
+            self._leader_busy = self._leader_busy or leads
+        if leads:
             self._lead()
+        return slot
+
+    def result(self, slot: Ticket) -> Answer:
+        """The answer for the item of this ticket, once written (this thread writes it, and
+        what else waits, if nobody is writing); raises what writing it raised."""
+        while True:
+            with self._lock:
+                if slot.finished:
+                    break
+                leads = slot.to_lead or not self._leader_busy
+                slot.to_lead = False
+                slot.waited_for = not leads
+                self._leader_busy = True
+                slot.wake.clear()
+            if leads:
+                self._lead()
+            else:
+                slot.wake.wait()
         if slot.error is not None:
             raise slot.error
         return slot.answer  # type: ignore[return-value]
@@ -79,13 +113,18 @@ class GroupCommit(Generic[Item, Answer]):
             self._write(batch)
         finally:
             with self._lock:
-                if self._waiting:
-                    self._waiting[0].wake.set()  # not finished: it leads the next batch
-                else:
+                for slot in batch:
+                    slot.finished = True
+                    slot.wake.set()
+                # Leadership passes to the first thread waiting; items whose threads are not
+                # waiting yet are left to the next thread that hands one in or waits.
+                waiter = next((slot for slot in self._waiting if slot.waited_for), None)
+                if waiter is None:
                     self._leader_busy = False
-            for slot in batch:
-                slot.finished = True
-                slot.wake.set()
+                else:
+                    waiter.waited_for = False
+                    waiter.to_lead = True
+                    waiter.wake.set()
 
     def _write(self, batch: list[_Slot[Item, Answer]]) -> None:
         try:

@@ -279,8 +279,8 @@ def recording_success_of(request):
 
 
 def claiming(request):
-    # The claim's parameters: the lease and the time, the ids, then the time twice.
-    return lambda sql, params: "SET status = 'running'" in sql and request.pk in params[2:-2]
+    # The claim's parameters: the ids (claimed, and those claimed ahead) and times.
+    return lambda sql, params: "SET status = 'running'" in sql and request.pk in params
 
 
 def assert_only_the_second_left_running(opened, caplog) -> None:
@@ -296,32 +296,37 @@ def assert_only_the_second_left_running(opened, caplog) -> None:
 
 
 class Writes:
-    """What the worker's writer is given, batch by batch: (recorded id, claimed id) per write."""
+    """What the worker's writer is given, transaction by transaction: a list per batch of
+    (recorded id, claimed id) per write."""
 
     def __init__(self, monkeypatch) -> None:
         self.write = execution._writes._write_batch
-        self.seen: list[tuple[int | None, int | None]] = []
+        self.seen: list[list[tuple[int | None, int | None]]] = []
         monkeypatch.setattr(execution._writes, "_write_batch", self)
 
     def __call__(self, writes):
-        for write in writes:
-            self.seen.append((write.record[0].pk if write.record else None, write.claim))
+        self.seen.append(
+            [(write.record[0].pk if write.record else None, write.claim) for write in writes]
+        )
         return self.write(writes)
 
 
-def test_a_message_records_each_outcome_in_the_transaction_that_claims_the_next(
+def test_a_message_claims_one_request_ahead_and_records_each_outcome_with_a_claim(
     alice, bob, mail_server, monkeypatch
 ):
-    first, second, third = opened = open_mailboxes(alice, 3)
+    first, second, third, fourth = opened = open_mailboxes(alice, 4)
     approve_together(bob, opened)
     writes = Writes(monkeypatch)
 
     tasks.execute_requests.run(ids(opened))
 
+    # While a request is called, the claim of the one after it is written (alone here, at
+    # once: a worker thread with no others writing).
     assert writes.seen == [
-        (None, first.pk), (first.pk, second.pk), (second.pk, third.pk), (third.pk, None),
+        [(None, first.pk), (None, second.pk)],
+        [(first.pk, third.pk)], [(second.pk, fourth.pk)], [(third.pk, None)], [(fourth.pk, None)],
     ]  # fmt: skip
-    assert statuses(opened) == [Status.SUCCEEDED] * 3
+    assert statuses(opened) == [Status.SUCCEEDED] * 4
     assert mail_server.emulator.stats()["created"] == each_created_once(opened)
     for request in opened:
         assert actions(request) == [
@@ -330,9 +335,9 @@ def test_a_message_records_each_outcome_in_the_transaction_that_claims_the_next(
     assert "intact" in verify_audit()[1]
 
 
-def test_the_outcome_and_the_next_claim_commit_as_one(alice, bob, mail_server):
+def test_an_outcome_and_the_claim_after_next_commit_as_one(alice, bob, mail_server):
     require_postgresql("the transaction of a row is PostgreSQL's xmin")
-    first, second = opened = open_mailboxes(alice, 2)
+    first, second, third = opened = open_mailboxes(alice, 3)
     approve_together(bob, opened)
 
     tasks.execute_requests.run(ids(opened))
@@ -344,15 +349,17 @@ def test_the_outcome_and_the_next_claim_commit_as_one(alice, bob, mail_server):
         )
         rows = cursor.fetchall()
     assert [(code, action) for code, action, _ in rows] == [
-        (first.code, "api.call"), (first.code, "api.succeeded"),
-        (second.code, "api.call"), (second.code, "api.succeeded"),
+        (first.code, "api.call"), (second.code, "api.call"),
+        (first.code, "api.succeeded"), (third.code, "api.call"),
+        (second.code, "api.succeeded"), (third.code, "api.succeeded"),
     ]  # fmt: skip
     transactions = [xmin for _, _, xmin in rows]
-    assert transactions[1] == transactions[2]  # first's outcome with second's claim
-    assert len(set(transactions)) == 3
+    assert transactions[0] == transactions[1]  # the first two claims
+    assert transactions[2] == transactions[3]  # first's outcome with third's claim
+    assert len(set(transactions)) == 4
 
 
-def test_an_outcome_that_fails_with_the_next_claim_is_written_alone_then_the_claim(
+def test_an_outcome_that_fails_with_a_claim_is_written_alone_then_the_claim(
     alice, bob, mail_server, caplog, monkeypatch
 ):
     first, second, third = opened = open_mailboxes(alice, 3)
@@ -365,14 +372,16 @@ def test_an_outcome_that_fails_with_the_next_claim_is_written_alone_then_the_cla
 
     assert once.failed == 1
     assert writes.seen == [
-        (None, first.pk), (first.pk, second.pk),  # the write that failed
-        (first.pk, None), (None, second.pk),  # its two halves, one after the other
-        (second.pk, third.pk), (third.pk, None),
+        [(None, first.pk), (None, second.pk)],
+        [(first.pk, third.pk)],  # the write that failed, learnt after the second's call
+        [(second.pk, None)],
+        [(first.pk, None)], [(None, third.pk)],  # its two halves, one after the other
+        [(third.pk, None)],
     ]  # fmt: skip
     assert statuses(opened) == [Status.SUCCEEDED] * 3
     assert mail_server.emulator.stats()["created"] == each_created_once(opened)
     assert actions(first).count("api.succeeded") == 1
-    assert actions(second).count("api.call") == 1
+    assert actions(third).count("api.call") == 1
     assert errors_logged(caplog) == []
 
 

@@ -69,6 +69,24 @@ def test_a_claimed_request_reads_as_the_orm_reads_it(alice, bob):
     assert not claimed._state.adding
 
 
+def test_a_request_claimed_one_attempt_ahead_holds_a_lease_of_two_attempts(alice, bob, settings):
+    """Requests run one after the other claim the next but one while the next is attempted:
+    its lease covers that attempt and its own (then the sweeper may take it over)."""
+    settings.MAILDESK_LEASE_SECONDS = 120
+    now, ahead = approved_mailbox(alice, bob), approved_mailbox(alice, bob, "ahead@example.com")
+
+    claimed_now, claimed_ahead = _write_together(
+        [_Write(claim=now.pk), _Write(claim=ahead.pk, ahead=True)]
+    )
+
+    assert claimed_now.lease_expires_at - claimed_now.updated_at == timedelta(seconds=120)
+    assert claimed_ahead.lease_expires_at - claimed_ahead.updated_at == timedelta(seconds=240)
+    assert (
+        ProvisioningRequest.objects.get(pk=ahead.pk).lease_expires_at
+        == claimed_ahead.lease_expires_at
+    )
+
+
 class TestSuccess:
     def test_a_mailbox_is_created_with_its_settings_and_the_password_is_wiped(
         self, alice, bob, mail_server

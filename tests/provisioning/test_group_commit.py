@@ -165,3 +165,84 @@ def test_after_an_error_the_next_item_leads_again():
         group.submit(1)
 
     assert group.submit(2) == "answer 2"
+
+
+# --- Handing in without waiting (`enqueue`, then `result`) --------------------------------------
+
+
+def test_an_item_handed_in_without_leading_waits_for_its_owner_or_another_writer():
+    writer = Writer()
+    group = GroupCommit(writer)
+
+    first, second = group.enqueue(1, lead=False), group.enqueue(2, lead=False)
+    assert writer.batches == []
+
+    assert group.result(first) == "answer 1"
+    assert writer.batches == [[1, 2]]  # the owner wrote what else waited with its own
+    assert group.result(second) == "answer 2"
+    assert writer.batches == [[1, 2]]
+
+
+def test_an_item_handed_in_while_nobody_writes_is_written_at_once():
+    writer = Writer()
+    group = GroupCommit(writer)
+
+    ticket = group.enqueue(1)
+
+    assert writer.batches == [[1]]
+    assert group.result(ticket) == "answer 1"
+    assert writer.batches == [[1]]
+
+
+def test_a_thread_hands_in_during_a_batch_and_goes_on_and_the_next_leader_writes_its_item():
+    writer = Writer()
+    group = GroupCommit(writer)
+    writer.release.clear()
+    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
+    leader.start()
+    assert writer.holding.wait(5)
+
+    ticket = group.enqueue("handed in")  # returns at once: somebody is writing
+    assert writer.batches == []
+    follower = threading.Thread(target=group.submit, args=("waits",), name="follower")
+    follower.start()
+    while len(group._waiting) < 2:
+        threading.Event().wait(0.01)
+    writer.release.set()
+    leader.join(5)
+    follower.join(5)
+
+    # The leader handed over to the thread waiting, which wrote the item handed in with its own.
+    assert writer.batches == [["lead"], ["handed in", "waits"]]
+    assert writer.writers == ["leader", "follower"]
+    assert ticket.finished
+    assert group.result(ticket) == "answer handed in"
+
+
+def test_items_whose_threads_do_not_wait_are_left_to_the_next_thread_that_writes():
+    """The leader does not stay on for items handed in by threads gone on with their work."""
+    writer = Writer()
+    group = GroupCommit(writer)
+    writer.release.clear()
+    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
+    leader.start()
+    assert writer.holding.wait(5)
+    ticket = group.enqueue("handed in")
+    writer.release.set()
+    leader.join(5)
+
+    assert writer.batches == [["lead"]]
+    assert not ticket.finished
+    assert group.submit("next") == "answer next"
+    assert writer.batches == [["lead"], ["handed in", "next"]]
+    assert group.result(ticket) == "answer handed in"
+
+
+def test_an_error_of_an_item_handed_in_reaches_its_owner_when_it_asks():
+    group = GroupCommit(Writer(fail_item=7))
+
+    ticket = group.enqueue(7)
+
+    with pytest.raises(ValueError, match="item 7 failed"):
+        group.result(ticket)
+    assert group.submit(8) == "answer 8"
