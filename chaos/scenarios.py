@@ -93,9 +93,11 @@ def account_after_kills(
     env: Environment, result: Result, ids: list[int], *, work_seconds: int
 ) -> int:
     """Wait out the recovery, count the outcomes; returns how many were reconciled."""
+    # The lease twice: a request claimed one attempt ahead (a message of several) holds two.
     recovery = work_seconds + sum(
         int(TIMINGS[name])
         for name in (
+            "MAILDESK_LEASE_SECONDS",
             "MAILDESK_LEASE_SECONDS",
             "MAILDESK_SWEEP_SECONDS",
             "MAILDESK_QUEUED_GRACE_SECONDS",
