@@ -6,6 +6,7 @@ so that the next batch certainly holds several; the writes themselves are the re
 """
 
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -189,4 +190,68 @@ def test_different_outcomes_recorded_together_each_take_their_own_path(
     assert actions(fine)[-1] == "api.succeeded"
     assert actions(taken)[-1] == "api.failed"
     assert actions(busy)[-1] == "api.retry_scheduled"
+    assert "intact" in verify_audit()[1]
+
+
+def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_writer(
+    alice, bob, mail_server, monkeypatch
+):
+    """A message of three: after the first call, its thread hands in the first's outcome with
+    the third's claim and calls the second at once, though another thread holds the writer."""
+    first, second, third = message = [
+        approved_mailbox(alice, bob, f"m{n}@example.com") for n in range(3)
+    ]
+    other = approved_mailbox(alice, bob, "other@example.com")
+    mail_server.emulator.configure(latency=0.2)  # time for the other thread to start writing
+    write = execution._writes._write_batch
+    seen_while_held: list[bool] = []
+
+    def hold_the_others_claim_until_the_second_is_called(writes):
+        if any(item.claim == other.pk for item in writes):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if f"user:{second.target}" in mail_server.emulator.stats()["created"]:
+                    queued = [slot.item for slot in list(execution._writes._waiting)]
+                    seen_while_held.append(
+                        any(
+                            item.claim == third.pk and item.record[0].pk == first.pk
+                            for item in queued
+                            if item.record
+                        )
+                    )
+                    break
+                time.sleep(0.01)
+        return write(writes)
+
+    monkeypatch.setattr(
+        execution._writes, "_write_batch", hold_the_others_claim_until_the_second_is_called
+    )
+
+    def other_thread() -> None:
+        try:
+            # Once the message's first two claims are written (its first call is under way).
+            running = ProvisioningRequest.objects.filter(pk=second.pk, status=Status.RUNNING)
+            deadline = time.monotonic() + 10
+            while not running.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            execution.request_execute(request_id=other.pk)
+        finally:
+            connection.close()
+
+    others = threading.Thread(target=other_thread)
+    others.start()
+    try:
+        execution.requests_execute([request.pk for request in message])
+    finally:
+        others.join(30)
+
+    # The second's call reached the server while the third's claim (with the first's outcome)
+    # still waited behind the other thread's write.
+    assert seen_while_held == [True]
+    for request in [*message, other]:
+        request.refresh_from_db()
+        assert (request.status, request.attempts) == (Status.SUCCEEDED, 1)
+    assert mail_server.emulator.stats()["created"] == {
+        f"user:{request.target}": 1 for request in [*message, other]
+    }
     assert "intact" in verify_audit()[1]

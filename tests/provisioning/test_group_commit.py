@@ -72,6 +72,15 @@ def arriving_while_a_batch_is_written(group: GroupCommit, writer: "Writer", item
     return answers
 
 
+def leader_writing(group: GroupCommit, writer: "Writer") -> threading.Thread:
+    """A thread named "leader" whose item "lead" is being written, held until released."""
+    writer.release.clear()
+    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
+    leader.start()
+    assert writer.holding.wait(5)
+    return leader
+
+
 def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own():
     writer = Writer()
 
@@ -105,19 +114,14 @@ def test_the_leader_leaves_once_its_own_batch_is_written():
     """A thread does not keep writing for others after its own item is done."""
     writer = Writer()
     group = GroupCommit(writer)
-    writer.release.clear()
-    leader_done = threading.Event()
-    leader = threading.Thread(
-        target=lambda: (group.submit("lead"), leader_done.set()), name="leader"
-    )
-    leader.start()
-    assert writer.holding.wait(5)
+    leader = leader_writing(group, writer)
     follower = threading.Thread(target=group.submit, args=("next",), name="follower")
     follower.start()
     while len(group._waiting) < 1:
         threading.Event().wait(0.01)
     writer.release.set()
-    assert leader_done.wait(5)
+    leader.join(5)
+    assert not leader.is_alive()
     follower.join(5)
 
     assert writer.batches == [["lead"], ["next"]]
@@ -197,10 +201,7 @@ def test_an_item_handed_in_while_nobody_writes_is_written_at_once():
 def test_a_thread_hands_in_during_a_batch_and_goes_on_and_the_next_leader_writes_its_item():
     writer = Writer()
     group = GroupCommit(writer)
-    writer.release.clear()
-    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
-    leader.start()
-    assert writer.holding.wait(5)
+    leader = leader_writing(group, writer)
 
     ticket = group.enqueue("handed in")  # returns at once: somebody is writing
     assert writer.batches == []
@@ -223,10 +224,7 @@ def test_items_whose_threads_do_not_wait_are_left_to_the_next_thread_that_writes
     """The leader does not stay on for items handed in by threads gone on with their work."""
     writer = Writer()
     group = GroupCommit(writer)
-    writer.release.clear()
-    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
-    leader.start()
-    assert writer.holding.wait(5)
+    leader = leader_writing(group, writer)
     ticket = group.enqueue("handed in")
     writer.release.set()
     leader.join(5)
