@@ -128,7 +128,8 @@ def requests_execute(request_ids: Sequence[int]) -> None:
     the process's writer together with the claim of the request after next, and the thread
     goes on at once with the next request, whose claim was written meanwhile. Each claim still
     commits before its call, and each outcome before the task ends, in half the transactions of
-    requests run apart; but the thread no longer waits for a write between two calls.
+    requests run apart; and the thread does not wait for a write between two calls, unless
+    nobody else was writing: then it writes the batch itself, at once.
 
     One request's trouble (the database went away) does not strand the others: it is logged,
     and the request is left as a lone task's would be, still queued (the sweeper publishes it

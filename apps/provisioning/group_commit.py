@@ -9,15 +9,16 @@ of one, so a lone request waits for nobody; under load, batches grow by themselv
 number of threads that arrived while the previous batch was being written.
 
 Leadership passes on after each batch to the first thread still waiting, so no thread keeps
-writing for others while its own task is done. A batch that fails is written again one item
-at a time, so that one item's trouble (or a batch's) reaches only the thread it belongs to,
-exactly as if the threads had written alone.
+writing for others that wait and could write for themselves. A batch that fails is written
+again one item at a time, so that one item's trouble (or a batch's) reaches only the thread it
+belongs to, exactly as if the threads had written alone.
 
 A thread may also hand in an item without waiting for it (`enqueue`) and ask for its answer
 later (`result`): a worker thread running several requests one after the other claims the
 next while it calls the API for the current one. Such an item is written by the next batch:
-at once if nobody is writing, else by whichever thread leads next, at the latest by its own
-thread when it asks for the answer.
+at once by the thread handing it in if nobody is writing, else by the leader, which writes
+batch after batch while items are queued and no thread waits to take over. So an item is
+never left queued for want of a writer (an outcome left there would outlast its lease).
 """
 
 import os
@@ -92,6 +93,11 @@ class GroupCommit(Generic[Item, Answer]):
             with self._lock:
                 if slot.finished:
                     break
+                # Nobody writing, so no batch holds it: gone only if handed in before a fork.
+                if not (slot.to_lead or self._leader_busy or slot in self._waiting):
+                    raise RuntimeError(
+                        "an item handed in by the parent process is not written here"
+                    )
                 leads = slot.to_lead or not self._leader_busy
                 slot.to_lead = False
                 slot.waited_for = not leads
@@ -106,25 +112,36 @@ class GroupCommit(Generic[Item, Answer]):
         return slot.answer  # type: ignore[return-value]
 
     def _lead(self) -> None:
-        with self._lock:
-            batch = self._waiting[: self._largest]
-            del self._waiting[: self._largest]
-        try:
-            self._write(batch)
-        finally:
+        """Write batches until a waiting thread takes over or nothing is left queued."""
+        while True:
             with self._lock:
-                for slot in batch:
-                    slot.finished = True
-                    slot.wake.set()
-                # Leadership passes to the first thread waiting; items whose threads are not
-                # waiting yet are left to the next thread that hands one in or waits.
-                waiter = next((slot for slot in self._waiting if slot.waited_for), None)
-                if waiter is None:
-                    self._leader_busy = False
-                else:
-                    waiter.waited_for = False
-                    waiter.to_lead = True
-                    waiter.wake.set()
+                batch = self._waiting[: self._largest]
+                del self._waiting[: self._largest]
+            try:
+                self._write(batch)
+            except BaseException:
+                self._written(batch, write_on=False)
+                raise
+            if not self._written(batch, write_on=True):
+                return
+
+    def _written(self, batch: list[_Slot[Item, Answer]], *, write_on: bool) -> bool:
+        """Wake the threads of a written batch and pass leadership on: to the first thread
+        waiting, else (`write_on`) to this one while items are queued. True: write again."""
+        with self._lock:
+            for slot in batch:
+                slot.finished = True
+                slot.wake.set()
+            waiter = next((slot for slot in self._waiting if slot.waited_for), None)
+            if waiter is not None:
+                waiter.waited_for = False
+                waiter.to_lead = True
+                waiter.wake.set()
+                return False
+            if write_on and self._waiting:  # handed in by threads gone on with their work
+                return True
+            self._leader_busy = False
+            return False
 
     def _write(self, batch: list[_Slot[Item, Answer]]) -> None:
         try:
@@ -133,12 +150,7 @@ class GroupCommit(Generic[Item, Answer]):
             if len(batch) == 1:
                 batch[0].error = error
                 return
-            # The batch wrote nothing: each item again on its own, each with its own outcome.
-            for slot in batch:
-                try:
-                    (slot.answer,) = self._write_batch([slot.item])
-                except Exception as item_error:
-                    slot.error = item_error
+            self._write_one_by_one(batch)
             return
         except BaseException as error:  # the process is stopping: nobody may take it as done
             for slot in batch:
@@ -150,3 +162,15 @@ class GroupCommit(Generic[Item, Answer]):
             return
         for slot, answer in zip(batch, answers, strict=True):
             slot.answer = answer
+
+    def _write_one_by_one(self, batch: list[_Slot[Item, Answer]]) -> None:
+        """The batch wrote nothing: each item again on its own, each with its own outcome."""
+        for index, slot in enumerate(batch):
+            try:
+                (slot.answer,) = self._write_batch([slot.item])
+            except Exception as error:
+                slot.error = error
+            except BaseException as error:  # stopping: those not written are done for nobody
+                for unwritten in batch[index:]:
+                    unwritten.error = error
+                raise

@@ -197,32 +197,38 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
     alice, bob, mail_server, monkeypatch
 ):
     """A message of three: after the first call, its thread hands in the first's outcome with
-    the third's claim and calls the second at once, though another thread holds the writer."""
+    the third's claim and calls the second at once, though another thread holds the writer;
+    that thread, once done, writes what was handed in meanwhile (nobody else waits to)."""
     first, second, third = message = [
         approved_mailbox(alice, bob, f"m{n}@example.com") for n in range(3)
     ]
     other = approved_mailbox(alice, bob, "other@example.com")
     mail_server.emulator.configure(latency=0.2)  # time for the other thread to start writing
-    write = execution._writes._write_batch
+    attempt, write = execution._attempt, execution._writes._write_batch
+    second_attempted = threading.Event()
     seen_while_held: list[bool] = []
+    first_recorded_by: list[str] = []
+
+    def attempt_noting_the_second(request):
+        if request.pk == second.pk:
+            second_attempted.set()  # its call is under way for the next 0.2 s
+        return attempt(request)
 
     def hold_the_others_claim_until_the_second_is_called(writes):
-        if any(item.claim == other.pk for item in writes):
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if f"user:{second.target}" in mail_server.emulator.stats()["created"]:
-                    queued = [slot.item for slot in list(execution._writes._waiting)]
-                    seen_while_held.append(
-                        any(
-                            item.claim == third.pk and item.record[0].pk == first.pk
-                            for item in queued
-                            if item.record
-                        )
-                    )
-                    break
-                time.sleep(0.01)
+        if any(item.record and item.record[0].pk == first.pk for item in writes):
+            first_recorded_by.append(threading.current_thread().name)
+        if any(item.claim == other.pk for item in writes) and second_attempted.wait(10):
+            queued = [slot.item for slot in list(execution._writes._waiting)]
+            seen_while_held.append(
+                any(
+                    item.claim == third.pk and item.record[0].pk == first.pk
+                    for item in queued
+                    if item.record
+                )
+            )
         return write(writes)
 
+    monkeypatch.setattr(execution, "_attempt", attempt_noting_the_second)
     monkeypatch.setattr(
         execution._writes, "_write_batch", hold_the_others_claim_until_the_second_is_called
     )
@@ -238,16 +244,17 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
         finally:
             connection.close()
 
-    others = threading.Thread(target=other_thread)
+    others = threading.Thread(target=other_thread, name="other")
     others.start()
     try:
         execution.requests_execute([request.pk for request in message])
     finally:
         others.join(30)
 
-    # The second's call reached the server while the third's claim (with the first's outcome)
-    # still waited behind the other thread's write.
+    # The second's call was under way while the third's claim (with the first's outcome) still
+    # waited behind the other thread's write.
     assert seen_while_held == [True]
+    assert first_recorded_by == ["other"]  # right after its own batch, not one call later
     for request in [*message, other]:
         request.refresh_from_db()
         assert (request.status, request.attempts) == (Status.SUCCEEDED, 1)

@@ -207,7 +207,7 @@ def test_a_thread_hands_in_during_a_batch_and_goes_on_and_the_next_leader_writes
     assert writer.batches == []
     follower = threading.Thread(target=group.submit, args=("waits",), name="follower")
     follower.start()
-    while len(group._waiting) < 2:
+    while not any(slot.waited_for for slot in group._waiting):  # the follower waits
         threading.Event().wait(0.01)
     writer.release.set()
     leader.join(5)
@@ -220,8 +220,9 @@ def test_a_thread_hands_in_during_a_batch_and_goes_on_and_the_next_leader_writes
     assert group.result(ticket) == "answer handed in"
 
 
-def test_items_whose_threads_do_not_wait_are_left_to_the_next_thread_that_writes():
-    """The leader does not stay on for items handed in by threads gone on with their work."""
+def test_items_whose_threads_do_not_wait_are_written_by_the_leader_staying_on():
+    """Nobody waits to take over: the leader writes what threads gone on with their work
+    handed in meanwhile, rather than leave it queued until someone comes by."""
     writer = Writer()
     group = GroupCommit(writer)
     leader = leader_writing(group, writer)
@@ -229,11 +230,11 @@ def test_items_whose_threads_do_not_wait_are_left_to_the_next_thread_that_writes
     writer.release.set()
     leader.join(5)
 
-    assert writer.batches == [["lead"]]
-    assert not ticket.finished
-    assert group.submit("next") == "answer next"
-    assert writer.batches == [["lead"], ["handed in", "next"]]
+    assert writer.batches == [["lead"], ["handed in"]]
+    assert writer.writers == ["leader", "leader"]
+    assert ticket.finished
     assert group.result(ticket) == "answer handed in"
+    assert not group._leader_busy
 
 
 def test_an_error_of_an_item_handed_in_reaches_its_owner_when_it_asks():
@@ -244,3 +245,36 @@ def test_an_error_of_an_item_handed_in_reaches_its_owner_when_it_asks():
     with pytest.raises(ValueError, match="item 7 failed"):
         group.result(ticket)
     assert group.submit(8) == "answer 8"
+
+
+def test_a_process_stopping_while_items_are_written_one_by_one_leaves_none_taken_as_done():
+    """The batch failed, and the process stops while its items are written again alone: the
+    item not written yet must not read as written (with no answer and no error)."""
+
+    def write_batch(items):
+        if len(items) > 1:
+            raise RuntimeError("the batch failed")
+        raise KeyboardInterrupt
+
+    group = GroupCommit(write_batch)
+    first, second = group.enqueue("a", lead=False), group.enqueue("b", lead=False)
+
+    with pytest.raises(KeyboardInterrupt):
+        group.result(first)
+
+    assert first.finished
+    assert second.finished
+    assert isinstance(first.error, KeyboardInterrupt)
+    assert isinstance(second.error, KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        group.result(second)
+
+
+def test_an_item_handed_in_before_a_fork_is_an_error_in_the_child_not_a_hang():
+    group = GroupCommit(Writer())
+    ticket = group.enqueue(1, lead=False)
+
+    group._reset()  # what a forked child runs: the parent's queue is not the child's
+
+    with pytest.raises(RuntimeError, match="handed in by the parent process"):
+        group.result(ticket)
