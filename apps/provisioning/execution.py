@@ -140,7 +140,8 @@ def requests_execute(request_ids: Sequence[int]) -> None:
     claims = deque(_hand_in(_Write(claim=request_id, ahead=number > 0), lead=False)
                    for number, request_id in enumerate(request_ids[:2]))  # fmt: skip
     after_next = iter(request_ids[2:])
-    last_outcomes = []  # handed in alone: no request is left to claim with them
+    # Handed in alone (no request is left to claim with them), awaited at the end.
+    last_outcomes: list[tuple[_Write, Ticket]] = []
     while claims:
         request = _claimed(*claims.popleft())
         attempted = None if request is None else _attempted_or_log(request)
