@@ -210,10 +210,8 @@ def _nothing_to_do_logged(
 
 
 def _record_or_log(attempted: _Attempted) -> None:
-    try:
-        _writes.submit(_Write(record=attempted))
-    except Exception:
-        _log_unrecorded(attempted[0].pk)
+    """Record an outcome alone and wait for it; if it could not be, log it."""
+    _recorded_or_log(*_hand_in(_Write(record=attempted), lead=False))
 
 
 def _recorded_or_log(write: _Write, ticket: Ticket) -> None:
@@ -301,16 +299,16 @@ def _claim_requests(writes: list[_Write], now: Any) -> dict[int, ProvisioningReq
         return {}
     at = connection.ops.adapt_datetimefield_value
     lease = timedelta(seconds=settings.MAILDESK_LEASE_SECONDS)
-    when, lease_until = at(now), [at(now + lease)]
+    when = at(now)
     unique = sorted({write.claim for write in writes})
     ahead = sorted({write.claim for write in writes if write.ahead})
-    lease_sql = "%s"
+    lease_sql, lease_params = "%s", [at(now + lease)]
     if ahead:  # claimed one attempt before their own: their lease covers that attempt too
         lease_sql = f"CASE WHEN id IN ({', '.join(['%s'] * len(ahead))}) THEN %s ELSE %s END"
-        lease_until = [*ahead, at(now + 2 * lease), *lease_until]
+        lease_params = [*ahead, at(now + 2 * lease), *lease_params]
     sql = _CLAIM_SQL.format(lease=lease_sql, ids=", ".join(["%s"] * len(unique)))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*lease_until, when, *unique, when, when])
+        cursor.execute(sql, [*lease_params, when, *unique, when, when])
         return {request.pk: request for request in _requests_from_rows(cursor.fetchall())}
 
 

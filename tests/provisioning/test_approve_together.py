@@ -399,22 +399,26 @@ def test_one_request_in_trouble_does_not_strand_the_others_of_its_message(
     assert mail_server.emulator.stats()["created"] == each_created_once(opened)
 
 
+# The second is claimed alone, in the message's first transaction; the third with the first's
+# outcome (then again alone).
+@pytest.mark.parametrize("which", [1, 2], ids=["claimed alone", "claimed with an outcome"])
 def test_a_request_that_cannot_be_claimed_is_left_queued_and_the_next_runs(
-    alice, bob, mail_server, caplog
+    alice, bob, mail_server, caplog, which
 ):
     opened = open_mailboxes(alice, 4)
-    third = opened[2]
+    unclaimed = opened[which]
     approve_together(bob, opened)
 
-    with connection.execute_wrapper(FailingStatements(claiming(third))):
+    with connection.execute_wrapper(FailingStatements(claiming(unclaimed))):
         tasks.execute_requests.run(ids(opened))
 
     succeeded, queued = Status.SUCCEEDED, Status.QUEUED
-    assert statuses(opened) == [succeeded, succeeded, queued, succeeded]
-    assert actions(third)[-1] == "request.approved"  # no call: the sweeper publishes it again
-    assert "user:" + third.target not in mail_server.emulator.stats()["created"]
+    assert statuses(opened) == [queued if n == which else succeeded for n in range(4)]
+    # No call: the sweeper publishes it again.
+    assert actions(unclaimed)[-1] == "request.approved"
+    assert "user:" + unclaimed.target not in mail_server.emulator.stats()["created"]
     assert errors_logged(caplog) == [
-        f"Request {third.pk}: could not be claimed; the sweeper publishes it again"
+        f"Request {unclaimed.pk}: could not be claimed; the sweeper publishes it again"
     ]
 
 
