@@ -1,0 +1,188 @@
+"""The client's HTTP exchange (`apps.iredadmin.transport`): the same bytes on the wire as the
+requests Session it replaced, and the server's session cookie kept as a cookie jar keeps it."""
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+import responses
+
+from apps.iredadmin.transport import Transport
+
+BASE = "http://mail.example.com/iredadmin/api"
+COOKIE = "iRedAdmin-Pro-PGSQL"
+ATTRIBUTES = "HttpOnly; SameSite=Strict; Path=/iredadmin/"
+
+
+# --- On the wire -------------------------------------------------------------------------------
+
+
+class CapturingServer:
+    """Answers every request on a real socket with one fixed answer, and keeps what it read."""
+
+    BODY = b'{"_success": true}'
+    ANSWER = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
+        f"Set-Cookie: {COOKIE}=abc; {ATTRIBUTES}\r\n\r\n"
+    ).encode() + BODY
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/iredadmin/api"
+        self.requests: list[bytes] = []
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            while request := self._read_request(connection):
+                self.requests.append(request)
+                connection.sendall(self.ANSWER)
+
+    @staticmethod
+    def _read_request(connection: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        while len(body) < length:
+            body += connection.recv(65536)
+        return head + b"\r\n\r\n" + body
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def server() -> Iterator[CapturingServer]:
+    server = CapturingServer()
+    yield server
+    server.close()
+
+
+def the_session_it_replaced() -> requests.Session:
+    """The client's Session before the transport: settings read once, JSON asked for."""
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "form", "query"),
+    [
+        ("POST", "/login", {"username": "admin@example.com", "password": "s3cret & more"}, None),
+        ("POST", "/user/j%C3%BCrgen@example.com", {"name": "Jürgen Ö", "quota": "1024"}, None),
+        ("PUT", "/domain/example.com", {"language": "de_DE"}, None),
+        ("GET", "/domains", None, None),
+        ("DELETE", "/user/a@example.com", None, {"keep_mailbox_days": "30"}),
+        ("POST", "/verify_password/user/a@example.com", None, None),
+    ],
+    ids=["login", "non-ascii-form", "put", "get", "delete-with-query", "post-without-form"],
+)
+def test_it_sends_what_a_requests_session_sent(server, method, path, form, query):
+    session = the_session_it_replaced()
+    transport = Transport(server.url, verify=True)
+    # Both log in first, so that both send the cookie the server set.
+    session.request("POST", server.url + "/login", data={"u": "1"}, allow_redirects=False)
+    transport.send("POST", "/login", form={"u": "1"}, timeout=5)
+
+    session.request(
+        method, server.url + path, data=form, params=query, allow_redirects=False, timeout=5
+    )
+    transport.send(method, path, form=form, query=query, timeout=5)
+
+    session_call, transport_call = server.requests[2], server.requests[3]
+    assert transport_call == session_call
+    assert f"Cookie: {COOKIE}=abc\r\n".encode() in transport_call
+    # And the login itself, which had no cookie to send.
+    assert server.requests[1] == server.requests[0]
+
+
+def test_the_answer_is_read_and_the_connection_kept(server):
+    transport = Transport(server.url, verify=True)
+    answers = [transport.send("GET", "/domains", timeout=5) for _ in range(3)]
+    assert [answer.json() for answer in answers] == [{"_success": True}] * 3
+    assert len(server.requests) == 3
+    assert server.connections == 1
+
+
+def test_an_idn_host_is_sent_in_ascii():
+    assert Transport("https://bücher.example/iredadmin/api/", verify=True).base_url == (
+        "https://xn--bcher-kva.example/iredadmin/api"
+    )
+
+
+# --- The session cookie ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+def answer(http: responses.RequestsMock, set_cookie: str | None = None) -> None:
+    headers = {"Set-Cookie": set_cookie} if set_cookie else {}
+    http.add(responses.GET, BASE + "/domains", json={"_success": True}, headers=headers)
+
+
+def cookies_sent(http: responses.RequestsMock) -> list[str]:
+    return [call.request.headers.get("Cookie", "") for call in http.calls]
+
+
+def test_the_cookie_follows_what_the_server_sets(http):
+    transport = Transport(BASE, verify=True)
+    answer(http, f"{COOKIE}=first; {ATTRIBUTES}")
+    answer(http, f"{COOKIE}=first; {ATTRIBUTES}")  # the same again: kept
+    answer(http)  # none at all: kept
+    answer(http, f"{COOKIE}=second; {ATTRIBUTES}")  # a new session
+    answer(http, f"{COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; {ATTRIBUTES}")
+    answer(http)
+    for _ in range(6):
+        transport.send("GET", "/domains", timeout=5)
+    assert cookies_sent(http) == [
+        "",
+        f"{COOKIE}=first",
+        f"{COOKIE}=first",
+        f"{COOKIE}=first",
+        f"{COOKIE}=second",
+        "",  # expired by the server: gone, as from a cookie jar
+    ]
+
+
+def test_a_cookie_for_another_path_is_not_sent(http):
+    transport = Transport(BASE, verify=True)
+    answer(http, f"{COOKIE}=elsewhere; Path=/other/")
+    answer(http)
+    transport.send("GET", "/domains", timeout=5)
+    transport.send("GET", "/domains", timeout=5)
+    assert cookies_sent(http) == ["", ""]
+
+
+def test_a_secure_cookie_is_not_sent_over_plain_http(http):
+    transport = Transport(BASE, verify=True)
+    answer(http, f"{COOKIE}=tls-only; Secure; {ATTRIBUTES}")
+    answer(http)
+    transport.send("GET", "/domains", timeout=5)
+    transport.send("GET", "/domains", timeout=5)
+    assert cookies_sent(http) == ["", ""]
