@@ -78,6 +78,13 @@ def chain_of_this_thread() -> int:
     return number
 
 
+def take_next_chain() -> None:
+    """Move this thread on to the next chain. For a thread that writes for many (a worker
+    process's writer): the writers of several processes then meet on one chain only now and
+    then, never for good."""
+    _this_thread.chain = (chain_of_this_thread() + 1) % CHAINS
+
+
 def lock_and_read_head(number: int) -> str:
     """Take chain `number` for this transaction and return its newest seal.
 

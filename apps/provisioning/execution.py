@@ -32,12 +32,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apps.accounts.models import MailDomain
+from apps.audit import chain as audit_chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_append, audit_event
 from apps.core.encryption import SealError, unseal
@@ -128,8 +135,7 @@ def requests_execute(request_ids: Sequence[int]) -> None:
     the process's writer together with the claim of the request after next, and the thread
     goes on at once with the next request, whose claim was written meanwhile. Each claim still
     commits before its call, and each outcome before the task ends, in half the transactions of
-    requests run apart; and the thread does not wait for a write between two calls, unless
-    nobody else was writing: then it writes the batch itself, at once.
+    requests run apart; and the thread does not wait for a write between two calls.
 
     One request's trouble (the database went away) does not strand the others: it is logged,
     and the request is left as a lone task's would be, still queued (the sweeper publishes it
@@ -137,8 +143,9 @@ def requests_execute(request_ids: Sequence[int]) -> None:
     anything is done again).
     """
     # Claims handed to the writer and not yet taken up, oldest first, each with its ticket.
-    claims = deque(_hand_in(_Write(claim=request_id, ahead=number > 0), lead=False)
-                   for number, request_id in enumerate(request_ids[:2]))  # fmt: skip
+    first = [_Write(claim=request_id, ahead=number > 0)
+             for number, request_id in enumerate(request_ids[:2])]  # fmt: skip
+    claims = deque(zip(first, _writes.enqueue_all(first), strict=True))  # in one transaction
     after_next = iter(request_ids[2:])
     # Handed in alone (no request is left to claim with them), awaited at the end.
     last_outcomes: list[tuple[_Write, Ticket]] = []
@@ -154,10 +161,10 @@ def requests_execute(request_ids: Sequence[int]) -> None:
         _recorded_or_log(write, ticket)
 
 
-def _hand_in(write: _Write, *, lead: bool = True) -> tuple[_Write, Ticket]:
-    """Hand a write to the writer without waiting for it (written at once if nobody is writing
-    and `lead`): the write and the ticket to ask for its answer with."""
-    return write, _writes.enqueue(write, lead=lead)
+def _hand_in(write: _Write) -> tuple[_Write, Ticket]:
+    """Hand a write to the writer without waiting for it: the write and the ticket to ask for
+    its answer with."""
+    return write, _writes.enqueue(write)
 
 
 def _attempted_or_log(request: ProvisioningRequest) -> _Attempted | None:
@@ -211,7 +218,7 @@ def _nothing_to_do_logged(
 
 def _record_or_log(attempted: _Attempted) -> None:
     """Record an outcome alone and wait for it; if it could not be, log it."""
-    _recorded_or_log(*_hand_in(_Write(record=attempted), lead=False))
+    _recorded_or_log(*_hand_in(_Write(record=attempted)))
 
 
 def _recorded_or_log(write: _Write, ticket: Ticket) -> None:
@@ -447,9 +454,20 @@ def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: An
     return _event(request, result, action, recorded=bool(recorded), retry_in=decision.retry_in)
 
 
+def _before_batch() -> None:
+    """In the writer thread, before each batch: its connection checked as a task's is before
+    each task (portal/celery.py), and the next audit chain, so that the writers of several
+    processes never stay on one chain, waiting for each other."""
+    close_old_connections()
+    audit_chain.take_next_chain()
+
+
 # One writer per process for claims and records alike: fewer, larger transactions (a second
-# writer beside it cost more CPU than it saved in waiting; docs/performance.md).
-_writes = GroupCommit(_write_together)
+# writer beside it cost more CPU than it saved in waiting; docs/performance.md). A caller in a
+# transaction of its own (a test's) writes in it.
+_writes = GroupCommit(
+    _write_together, write_here=lambda: connection.in_atomic_block, before_batch=_before_batch
+)
 
 
 def _event(

@@ -14,6 +14,7 @@ from django.db import connection
 
 from apps.iredadmin.emulator import Fault
 from apps.provisioning import execution
+from apps.provisioning.execution import _Write as Write
 from apps.provisioning.group_commit import GroupCommit
 from apps.provisioning.models import ProvisioningRequest
 from tests.conftest import require_postgresql
@@ -34,22 +35,24 @@ Status = ProvisioningRequest.Status
 
 class Batches:
     """Wraps the writer of a process: counts the claims and the records of each batch, and holds
-    the first batch with a claim (a record) until `hold["claim"]` (`hold["record"]`) other
-    threads are waiting behind it."""
+    the first batch with a claim (a record) until `hold["claim"]` (`hold["record"]`) of them
+    have arrived, in it or waiting behind it: the rest are then written in the next batch."""
 
     def __init__(self, group: GroupCommit, hold: dict[str, int]) -> None:
         self.group = group
         self.hold = dict(hold)
         self.write = group._write_batch
         self.sizes: dict[str, list[int]] = {"claim": [], "record": []}
+        self.holding = threading.Event()  # set once the first batch held is being written
 
     def __call__(self, writes: Sequence) -> list:
         for kind, sizes in self.sizes.items():
             count = sum(getattr(write, kind) is not None for write in writes)
             if count and kind in self.hold:
-                others = self.hold.pop(kind)
+                expected = self.hold.pop(kind)
+                self.holding.set()
                 for _ in range(500):
-                    if self.waiting(kind) >= others:
+                    if count + self.waiting(kind) >= expected:
                         break
                     threading.Event().wait(0.01)
             if count:
@@ -75,8 +78,9 @@ def watch(monkeypatch, hold: dict[str, int]) -> Batches:
     return batches
 
 
-def execute_in_threads(request_ids: list[int]) -> None:
-    """Each id executed by its own thread, as the task threads of one worker process would."""
+def execute_in_threads(request_ids: list[int], *, after: threading.Event | None = None) -> None:
+    """Each id executed by its own thread, as the task threads of one worker process would;
+    with `after`, the first thread alone, then the others once `after` is set."""
     errors: list[BaseException] = []
 
     def worker_thread(request_id: int) -> None:
@@ -88,7 +92,9 @@ def execute_in_threads(request_ids: list[int]) -> None:
             connection.close()
 
     threads = [threading.Thread(target=worker_thread, args=(pk,)) for pk in request_ids]
-    for thread in threads:
+    for number, thread in enumerate(threads):
+        if number == 1 and after is not None:
+            assert after.wait(10)
         thread.start()
     for thread in threads:
         thread.join(30)
@@ -100,7 +106,7 @@ def test_requests_claimed_and_recorded_together_each_get_their_own_call_and_audi
     alice, bob, mail_server, monkeypatch
 ):
     requests = [approved_mailbox(alice, bob, f"user{n}@example.com") for n in range(8)]
-    batches = watch(monkeypatch, {"claim": 7, "record": 7})
+    batches = watch(monkeypatch, {"claim": 8, "record": 8})
 
     execute_in_threads([request.pk for request in requests])
 
@@ -126,11 +132,12 @@ def test_one_request_delivered_twice_in_the_same_batch_is_called_once(
 ):
     twice = approved_mailbox(alice, bob, "twice@example.com")
     other = approved_mailbox(alice, bob, "other@example.com")
-    batches = watch(monkeypatch, {"claim": 3})
+    batches = watch(monkeypatch, {"claim": 4})
 
-    execute_in_threads([other.pk, twice.pk, twice.pk, other.pk])
+    # The first claim is held being written until the three others wait behind it.
+    execute_in_threads([other.pk, twice.pk, twice.pk, other.pk], after=batches.holding)
 
-    assert batches.claims[1:] == [3]
+    assert batches.claims == [1, 3]
     assert mail_server.emulator.stats()["created"] == {
         "user:twice@example.com": 1,
         "user:other@example.com": 1,
@@ -140,18 +147,21 @@ def test_one_request_delivered_twice_in_the_same_batch_is_called_once(
     assert actions(other).count("api.call") == 1
 
 
-def test_successes_recorded_together_keep_their_own_messages(alice, bob, mail_server, monkeypatch):
-    """Plain successes and ones confirmed by reading back (whose answer was lost before)."""
+def test_successes_recorded_together_keep_their_own_messages(alice, bob, mail_server):
+    """Plain successes and ones confirmed by reading back (whose answer was lost before), in
+    one record batch."""
     plain = [approved_mailbox(alice, bob, f"plain{n}@example.com") for n in range(2)]
     confirmed = [approved_mailbox(alice, bob, f"again{n}@example.com") for n in range(2)]
     for request in confirmed:  # an earlier attempt created it, and its answer was lost
         mail_server.emulator.add_mailbox(request.target, PASSWORD)
         ProvisioningRequest.objects.filter(pk=request.pk).update(outcome_uncertain=True)
-    batches = watch(monkeypatch, {"record": 3})
+    everyone = plain + confirmed
 
-    execute_in_threads([request.pk for request in plain + confirmed])
+    claimed = execution._write_together([Write(claim=request.pk) for request in everyone])
+    attempted = [(request, execution._attempt(request)) for request in claimed]
+    assert all(result.succeeded for _, result in attempted)
+    execution._write_together([Write(record=one) for one in attempted])
 
-    assert batches.records == [1, 3]  # the second batch holds both kinds
     for request in plain + confirmed:
         request.refresh_from_db()
         assert request.status == Status.SUCCEEDED
@@ -173,7 +183,7 @@ def test_different_outcomes_recorded_together_each_take_their_own_path(
     fine = approved_mailbox(alice, bob, "fine@example.com")
     taken = approved_mailbox(alice, bob, "taken@example.com")
     busy = approved_mailbox(alice, bob, "busy@example.com")
-    batches = watch(monkeypatch, {"record": 2})
+    batches = watch(monkeypatch, {"record": 3})
 
     execute_in_threads([fine.pk, taken.pk, busy.pk])
 
@@ -197,8 +207,9 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
     alice, bob, mail_server, monkeypatch
 ):
     """A message of three: after the first call, its thread hands in the first's outcome with
-    the third's claim and calls the second at once, though another thread holds the writer;
-    that thread, once done, writes what was handed in meanwhile (nobody else waits to)."""
+    the third's claim and calls the second at once, though the writer is held writing another
+    thread's claim; the writer writes what was handed in meanwhile right after. Neither worker
+    thread ever writes."""
     first, second, third = message = [
         approved_mailbox(alice, bob, f"m{n}@example.com") for n in range(3)
     ]
@@ -208,6 +219,7 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
     second_attempted = threading.Event()
     seen_while_held: list[bool] = []
     first_recorded_by: list[str] = []
+    batches_written_by: set[str] = set()
 
     def attempt_noting_the_second(request):
         if request.pk == second.pk:
@@ -215,6 +227,7 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
         return attempt(request)
 
     def hold_the_others_claim_until_the_second_is_called(writes):
+        batches_written_by.add(threading.current_thread().name)
         if any(item.record and item.record[0].pk == first.pk for item in writes):
             first_recorded_by.append(threading.current_thread().name)
         if any(item.claim == other.pk for item in writes) and second_attempted.wait(10):
@@ -254,7 +267,8 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
     # The second's call was under way while the third's claim (with the first's outcome) still
     # waited behind the other thread's write.
     assert seen_while_held == [True]
-    assert first_recorded_by == ["other"]  # right after its own batch, not one call later
+    assert first_recorded_by == ["maildesk-writer"]
+    assert batches_written_by == {"maildesk-writer"}
     for request in [*message, other]:
         request.refresh_from_db()
         assert (request.status, request.attempts) == (Status.SUCCEEDED, 1)

@@ -1,4 +1,5 @@
-"""Group commit: threads that arrive together share one write, and each gets its own answer."""
+"""Group commit: the threads of a process hand their items to one writer thread, which writes
+what arrives together in one batch and gives each item its own answer."""
 
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,15 @@ class Writer:
         return [f"answer {item}" for item in items]
 
 
+def until(condition) -> None:
+    """Wait (at most 5 s) until `condition()` holds."""
+    for _ in range(500):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("timed out")
+
+
 def submit_in_threads(group: GroupCommit, items: list) -> dict:
     """Each item submitted from its own thread: item -> its answer, or the error it raised."""
     answers: dict = {}
@@ -64,21 +74,11 @@ def arriving_while_a_batch_is_written(group: GroupCommit, writer: "Writer", item
     answers: dict = {}
     others = threading.Thread(target=lambda: answers.update(submit_in_threads(group, items)))
     others.start()
-    while len(group._waiting) < len(items):  # the test waits until all of them are queued
-        threading.Event().wait(0.01)
+    until(lambda: len(group._waiting) == len(items))  # all of them queued behind item 0
     writer.release.set()
     first.join(5)
     others.join(10)
     return answers
-
-
-def leader_writing(group: GroupCommit, writer: "Writer") -> threading.Thread:
-    """A thread named "leader" whose item "lead" is being written, held until released."""
-    writer.release.clear()
-    leader = threading.Thread(target=group.submit, args=("lead",), name="leader")
-    leader.start()
-    assert writer.holding.wait(5)
-    return leader
 
 
 def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own():
@@ -86,6 +86,7 @@ def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own():
 
     assert GroupCommit(writer).submit(1) == "answer 1"
     assert writer.batches == [[1]]
+    assert writer.writers == ["maildesk-writer"]
 
 
 def test_items_arriving_while_a_batch_is_written_share_the_next_batch():
@@ -96,6 +97,7 @@ def test_items_arriving_while_a_batch_is_written_share_the_next_batch():
 
     assert writer.batches == [[0], items]
     assert answers == {item: f"answer {item}" for item in items}
+    assert set(writer.writers) == {"maildesk-writer"}
 
 
 def test_batches_are_capped_and_every_item_is_written_exactly_once():
@@ -110,23 +112,33 @@ def test_batches_are_capped_and_every_item_is_written_exactly_once():
     assert answers == {item: f"answer {item}" for item in items}
 
 
-def test_the_leader_leaves_once_its_own_batch_is_written():
-    """A thread does not keep writing for others after its own item is done."""
+def test_items_handed_in_together_are_written_in_one_batch():
     writer = Writer()
     group = GroupCommit(writer)
-    leader = leader_writing(group, writer)
-    follower = threading.Thread(target=group.submit, args=("next",), name="follower")
-    follower.start()
-    while len(group._waiting) < 1:
-        threading.Event().wait(0.01)
-    writer.release.set()
-    leader.join(5)
-    assert not leader.is_alive()
-    follower.join(5)
 
-    assert writer.batches == [["lead"], ["next"]]
-    # The follower's item is written by the follower itself, not by the leader staying on.
-    assert writer.writers == ["leader", "follower"]
+    tickets = group.enqueue_all(["a", "b", "c"])
+
+    assert [group.result(ticket) for ticket in tickets] == ["answer a", "answer b", "answer c"]
+    assert writer.batches == [["a", "b", "c"]]
+
+
+def test_a_thread_hands_in_and_goes_on_while_the_writer_writes():
+    """Handing in never waits for a write: not for another thread's batch, not for its own."""
+    writer = Writer()
+    writer.release.clear()
+    group = GroupCommit(writer)
+
+    first = group.enqueue("first")  # the writer takes it and is held writing it
+    assert writer.holding.wait(5)
+    second = group.enqueue("second")  # returns at once, queued behind the batch held
+    assert not first.finished.is_set()
+    assert not second.finished.is_set()
+
+    writer.release.set()
+    assert group.result(second) == "answer second"
+    assert group.result(first) == "answer first"
+    assert writer.batches == [["first"], ["second"]]
+    assert writer.writers == ["maildesk-writer", "maildesk-writer"]
 
 
 def test_a_failed_batch_is_written_again_item_by_item_and_only_its_owner_sees_an_error():
@@ -139,20 +151,26 @@ def test_a_failed_batch_is_written_again_item_by_item_and_only_its_owner_sees_an
     assert answers == {1: "answer 1", 2: "answer 2", 4: "answer 4"}
 
 
-def test_a_batch_stopped_by_the_process_stopping_is_done_for_nobody():
-    """Not an error of the items (no writing them again): every thread of the batch sees it."""
+def test_a_batch_stopped_by_the_process_stopping_is_done_for_nobody_and_the_writer_goes_on():
+    """Not an error of the items (no writing them again): every thread of the batch sees it;
+    and the writer thread is still there for the items after it."""
     writer = Writer(stop_batches=True)
+    group = GroupCommit(writer)
 
-    answers = arriving_while_a_batch_is_written(GroupCommit(writer), writer, [1, 2])
+    answers = arriving_while_a_batch_is_written(group, writer, [1, 2])
 
     assert writer.batches == [[0], [1, 2]]
     assert all(isinstance(answer, KeyboardInterrupt) for answer in answers.values())
     assert sorted(answers) == [1, 2]
+    assert group.submit(3) == "answer 3"
 
 
-def test_an_error_of_a_lone_item_reaches_its_thread():
+def test_an_error_of_a_lone_item_reaches_its_thread_and_the_next_item_is_written():
+    group = GroupCommit(Writer(fail_item=7))
+
     with pytest.raises(ValueError, match="item 7 failed"):
-        GroupCommit(Writer(fail_item=7)).submit(7)
+        group.submit(7)
+    assert group.submit(8) == "answer 8"
 
 
 def test_a_write_that_answers_the_wrong_number_of_items_is_an_error_for_all():
@@ -160,91 +178,6 @@ def test_a_write_that_answers_the_wrong_number_of_items_is_an_error_for_all():
 
     with pytest.raises(RuntimeError, match="0 answers for 1 items"):
         group.submit("x")
-
-
-def test_after_an_error_the_next_item_leads_again():
-    writer = Writer(fail_item=1)
-    group = GroupCommit(writer)
-    with pytest.raises(ValueError, match="item 1 failed"):
-        group.submit(1)
-
-    assert group.submit(2) == "answer 2"
-
-
-# --- Handing in without waiting (`enqueue`, then `result`) --------------------------------------
-
-
-def test_an_item_handed_in_without_leading_waits_for_its_owner_or_another_writer():
-    writer = Writer()
-    group = GroupCommit(writer)
-
-    first, second = group.enqueue(1, lead=False), group.enqueue(2, lead=False)
-    assert writer.batches == []
-
-    assert group.result(first) == "answer 1"
-    assert writer.batches == [[1, 2]]  # the owner wrote what else waited with its own
-    assert group.result(second) == "answer 2"
-    assert writer.batches == [[1, 2]]
-
-
-def test_an_item_handed_in_while_nobody_writes_is_written_at_once():
-    writer = Writer()
-    group = GroupCommit(writer)
-
-    ticket = group.enqueue(1)
-
-    assert writer.batches == [[1]]
-    assert group.result(ticket) == "answer 1"
-    assert writer.batches == [[1]]
-
-
-def test_a_thread_hands_in_during_a_batch_and_goes_on_and_the_next_leader_writes_its_item():
-    writer = Writer()
-    group = GroupCommit(writer)
-    leader = leader_writing(group, writer)
-
-    ticket = group.enqueue("handed in")  # returns at once: somebody is writing
-    assert writer.batches == []
-    follower = threading.Thread(target=group.submit, args=("waits",), name="follower")
-    follower.start()
-    while not any(slot.waited_for for slot in group._waiting):  # the follower waits
-        threading.Event().wait(0.01)
-    writer.release.set()
-    leader.join(5)
-    follower.join(5)
-
-    # The leader handed over to the thread waiting, which wrote the item handed in with its own.
-    assert writer.batches == [["lead"], ["handed in", "waits"]]
-    assert writer.writers == ["leader", "follower"]
-    assert ticket.finished
-    assert group.result(ticket) == "answer handed in"
-
-
-def test_items_whose_threads_do_not_wait_are_written_by_the_leader_staying_on():
-    """Nobody waits to take over: the leader writes what threads gone on with their work
-    handed in meanwhile, rather than leave it queued until someone comes by."""
-    writer = Writer()
-    group = GroupCommit(writer)
-    leader = leader_writing(group, writer)
-    ticket = group.enqueue("handed in")
-    writer.release.set()
-    leader.join(5)
-
-    assert writer.batches == [["lead"], ["handed in"]]
-    assert writer.writers == ["leader", "leader"]
-    assert ticket.finished
-    assert group.result(ticket) == "answer handed in"
-    assert not group._leader_busy
-
-
-def test_an_error_of_an_item_handed_in_reaches_its_owner_when_it_asks():
-    group = GroupCommit(Writer(fail_item=7))
-
-    ticket = group.enqueue(7)
-
-    with pytest.raises(ValueError, match="item 7 failed"):
-        group.result(ticket)
-    assert group.submit(8) == "answer 8"
 
 
 def test_a_process_stopping_while_items_are_written_one_by_one_leaves_none_taken_as_done():
@@ -257,24 +190,54 @@ def test_a_process_stopping_while_items_are_written_one_by_one_leaves_none_taken
         raise KeyboardInterrupt
 
     group = GroupCommit(write_batch)
-    first, second = group.enqueue("a", lead=False), group.enqueue("b", lead=False)
+    first, second = group.enqueue_all(["a", "b"])
 
     with pytest.raises(KeyboardInterrupt):
         group.result(first)
-
-    assert first.finished
-    assert second.finished
-    assert isinstance(first.error, KeyboardInterrupt)
-    assert isinstance(second.error, KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         group.result(second)
 
 
-def test_an_item_handed_in_before_a_fork_is_an_error_in_the_child_not_a_hang():
-    group = GroupCommit(Writer())
-    ticket = group.enqueue(1, lead=False)
+def test_the_writer_prepares_before_each_batch_and_a_failed_preparation_fails_only_its_batch():
+    writer = Writer()
+    prepared: list[str] = []
 
-    group._reset()  # what a forked child runs: the parent's queue is not the child's
+    def before_batch() -> None:
+        prepared.append(threading.current_thread().name)
+        if len(prepared) == 1:
+            raise ConnectionError("the database went away")
+
+    group = GroupCommit(writer, before_batch=before_batch)
+
+    with pytest.raises(ConnectionError):
+        group.submit(1)
+    assert group.submit(2) == "answer 2"
+    assert prepared == ["maildesk-writer", "maildesk-writer"]
+    assert writer.batches == [[2]]
+
+
+def test_a_caller_in_a_transaction_of_its_own_writes_in_its_own_thread():
+    writer = Writer()
+    group = GroupCommit(writer, write_here=lambda: True)
+
+    assert group.submit(1) == "answer 1"
+    ticket = group.enqueue(2)
+    assert ticket.finished.is_set()  # written before enqueue returned
+    assert group.result(ticket) == "answer 2"
+    assert writer.writers == [threading.current_thread().name] * 2
+    assert group._writer is None  # no writer thread was needed
+
+
+def test_an_item_handed_in_before_a_fork_is_an_error_in_the_child_not_a_hang():
+    writer = Writer()
+    writer.release.clear()
+    group = GroupCommit(writer)
+    group.enqueue(0)
+    assert writer.holding.wait(5)
+    ticket = group.enqueue(1)
+
+    group._reset()  # what a forked child runs: the parent's queue and writer are not the child's
 
     with pytest.raises(RuntimeError, match="handed in by the parent process"):
         group.result(ticket)
+    writer.release.set()
