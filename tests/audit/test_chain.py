@@ -276,3 +276,19 @@ def test_each_thread_writes_to_its_own_chain_and_the_chains_stay_whole(alice):
         on_chain = [row for row in rows if row.chain == number]
         assert [r.previous_seal for r in on_chain[1:]] == [r.seal for r in on_chain[:-1]]
     assert verify()[0] == 0
+
+
+def test_a_thread_that_takes_the_chains_in_turn_keeps_each_of_them_whole(alice):
+    """A worker process's writer moves to the next chain before each batch."""
+    start = chain.chain_of_this_thread()
+    turns = chain.CHAINS + 2
+    for _ in range(turns):
+        audit_record(action="x.turns", actor=alice)
+        chain.take_next_chain()
+    for _ in range(chain.CHAINS - turns % chain.CHAINS):  # the test's thread back where it was
+        chain.take_next_chain()
+    assert chain.chain_of_this_thread() == start
+
+    rows = list(AuditEvent.objects.filter(action="x.turns").order_by("id"))
+    assert [row.chain for row in rows] == [(start + turn) % chain.CHAINS for turn in range(turns)]
+    assert verify()[0] == 0
