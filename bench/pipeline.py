@@ -10,7 +10,8 @@ emulator in its own process with added latency standing in for a slow server.
   last one succeeded (the time the worker recorded it), divided by a bare `requests` loop
   making the same N calls with the same number of threads, one logged-in session each. The N
   are one ticket approved together, as a new customer's mailboxes are; also approved one by
-  one (a message per request), and with the approvals made inside the timed window.
+  one (a message per request), and with the approvals made inside the timed window. N is
+  --count (500) for 8 threads and as many per thread for more (2,000 for 32).
 - Sessions: the emulator's counters of logins and TCP connections per call, beside a
   deliberately naive worker that makes a client (a login and a connection) per task.
 - Scaling: 16 worker threads against 4, and the emulator's CPU per call (its ceiling).
@@ -51,6 +52,9 @@ from chaos.harness import (
 )
 
 TARGET_THROUGHPUT = 0.90
+# The threads of the throughput runs for which --count is meant; more threads get as many
+# requests per thread (`requests_for`).
+COUNT_THREADS = 8
 # (latency in seconds, worker threads in all, worker processes they are spread over); the
 # last row shows 32 threads where the two cores are not the limit.
 THROUGHPUT_RUNS = [
@@ -348,24 +352,41 @@ def memory(
 # --- Report ------------------------------------------------------------------------------------
 
 
+def requests_for(threads: int, count: int) -> int:
+    """The requests of a throughput run with this many threads: `count` for COUNT_THREADS
+    threads, and as many per thread for more. 500 requests are 16 calls for each of 32
+    threads, a run of one second whose start and end weigh as much as its middle: its ratio
+    moved by a tenth from one run to the next."""
+    return max(count, count * threads // COUNT_THREADS)
+
+
 def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, Run]]:
-    print(f"1. Throughput: {count} create-mailbox requests per run, pipeline / bare loop")
-    print("   latency threads procs  bare/s pipeline/s  ratio  CPU ms per request: worker + "
-          "PostgreSQL + emulator  cores for 0.90")  # fmt: skip
+    print(
+        f"1. Throughput: create-mailbox requests per run ({count} for {COUNT_THREADS} threads, "
+        f"as many per thread for more), pipeline / bare loop"
+    )
+    print("   latency threads procs requests  bare/s pipeline/s  ratio  CPU ms per request: "
+          "worker + PostgreSQL + emulator  cores for 0.90")  # fmt: skip
     results = {}
     bares: dict[tuple, Run] = {}
     # 8 threads in one process, and spread over two as deploy/Procfile spreads its threads.
     for latency, threads, processes in THROUGHPUT_RUNS:
+        requests_here = requests_for(threads, count)
         if (latency, threads) not in bares:
-            bares[latency, threads] = bare_loop(env, threads=threads, count=count, latency=latency)
+            bares[latency, threads] = bare_loop(
+                env, threads=threads, count=requests_here, latency=latency
+            )
         bare = bares[latency, threads]
-        run = pipeline(env, threads=threads, count=count, latency=latency, processes=processes)
+        run = pipeline(
+            env, threads=threads, count=requests_here, latency=latency, processes=processes
+        )
         ratio = run.rate / bare.rate
         cpu = [run.cpu_per_item_ms(kind) for kind in ("worker", "postgres", "emulator")]
         # The CPU the pipeline would burn per second at 0.90 of the bare loop's rate.
         cores = sum(cpu) / 1000 * TARGET_THROUGHPUT * bare.rate
         print(
-            f"   {latency * 1000:4.0f} ms {threads:7d} {processes:5d} {bare.rate:7.0f} "
+            f"   {latency * 1000:4.0f} ms {threads:7d} {processes:5d} {requests_here:8,d} "
+            f"{bare.rate:7.0f} "
             f"{run.rate:10.0f} {ratio:6.3f}  {cpu[0]:5.2f} + {cpu[1]:4.2f} + {cpu[2]:4.2f}"
             f"{'':27}{cores:5.1f}  {verdict(ratio >= TARGET_THROUGHPUT)}"
         )
@@ -378,7 +399,12 @@ def throughput_section(env: Environment, count: int) -> dict[tuple, tuple[Run, R
     )
     for threads, processes in ((8, 1), (32, 2)):
         alone = pipeline(
-            env, threads=threads, count=count, latency=0.05, processes=processes, together=False
+            env,
+            threads=threads,
+            count=requests_for(threads, count),
+            latency=0.05,
+            processes=processes,
+            together=False,
         )
         bare, together = results[0.05, threads, processes]
         print(
@@ -446,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
         "--throughput-only", action="store_true", help="only the throughput rows (section 1)"
     )
     parser.add_argument(
-        "--count", type=int, help="requests per throughput run (default 500; 100 with --quick)"
+        "--count",
+        type=int,
+        help="requests per throughput run of 8 threads, as many per thread for more "
+        "(default 500; 100 with --quick)",
     )
     args = parser.parse_args(argv)
     count = args.count or (100 if args.quick else 500)
