@@ -141,9 +141,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters travel apart from the statement (psycopg 3's server-side binding), so Python
     # no longer quotes every value into the SQL: a worker claims and records with 13% less CPU
-    # (docs/performance.md). Statements stay unprepared (Django's default), so PgBouncer's
-    # transaction pooling works as before.
+    # (docs/performance.md).
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+# A worker process's writer prepares the statements it runs again and again (its claims and
+# records), so PostgreSQL parses and plans them once per connection (apps.provisioning
+# .execution). Only there: a prepared page query could keep a plan made for other values.
+# A PgBouncer in transaction mode needs max_prepared_statements (1.21+) for it, or this false.
+MAILDESK_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Authentication ---------------------------------------------------------------------------

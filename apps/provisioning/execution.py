@@ -454,11 +454,22 @@ def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: An
     return _event(request, result, action, recorded=bool(recorded), retry_in=decision.retry_in)
 
 
+# After this many runs of a statement on its connection, the writer's PostgreSQL connection
+# prepares it (psycopg's default; Django prepares nothing): its claims and records are a few
+# statements run again and again, and parsing and planning them was a quarter of
+# PostgreSQL's CPU per request (docs/performance.md).
+_PREPARE_AFTER = 5
+
+
 def _before_batch() -> None:
     """In the writer thread, before each batch: its connection checked as a task's is before
-    each task (portal/celery.py), and the next audit chain, so that the writers of several
-    processes never stay on one chain, waiting for each other."""
+    each task (portal/celery.py), told to prepare what it runs often, and the next audit
+    chain, so that the writers of several processes never stay on one chain, waiting for
+    each other."""
     close_old_connections()
+    if connection.vendor == "postgresql" and settings.MAILDESK_PREPARED_STATEMENTS:
+        connection.ensure_connection()
+        connection.connection.prepare_threshold = _PREPARE_AFTER
     audit_chain.take_next_chain()
 
 

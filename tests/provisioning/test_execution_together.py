@@ -276,3 +276,23 @@ def test_a_thread_calls_its_next_request_while_its_claim_ahead_waits_for_the_wri
         f"user:{request.target}": 1 for request in [*message, other]
     }
     assert "intact" in verify_audit()[1]
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "not-prepared"])
+def test_the_writer_prepares_the_statements_it_runs_again_and_again(
+    alice, bob, mail_server, settings, prepared
+):
+    """Its claims and records are parsed and planned once per connection; nothing else's."""
+    settings.MAILDESK_PREPARED_STATEMENTS = prepared
+    execution._before_batch()  # what the writer thread runs before each of its batches
+    for number in range(7):
+        request = approved_mailbox(alice, bob, f"p{number}@example.com")
+        (claimed,) = execution._write_together([Write(claim=request.pk)])
+        execution._write_together([Write(record=(claimed, execution._attempt(claimed)))])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [row[0] for row in cursor.fetchall()]
+    claims = [text for text in statements if "SET status = 'running'" in text]
+    successes = [text for text in statements if "SET status = 'succeeded'" in text]
+    assert (len(claims), len(successes)) == ((1, 1) if prepared else (0, 0))
