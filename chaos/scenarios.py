@@ -492,7 +492,7 @@ def approved_together_killed(env: Environment) -> Result:
     result = Result("11 approved together, worker killed")
     beat, worker = start_with_held_creations(env, seconds=0.3)
     ids: list[int] = []
-    # Published for the 4 threads of the worker: 40 requests go out as 8, 8, 6, 4, 3, 2, 2 and
+    # Published for the 4 threads of the worker: 40 requests go out as 10, 7, 5, 4, 3, 2, 2 and
     # seven single ones (publishing.messages_for).
     with override_settings(MAILDESK_WORKER_THREADS_TOTAL=4):
         for run in range(5):
@@ -506,7 +506,7 @@ def approved_together_killed(env: Environment) -> Result:
             worker = kill_mid_call(env, worker, result, pause=(0.1, 1.5))
     reconciled = account_after_kills(env, result, ids, work_seconds=60)
     result.notes.append(
-        f"{result.runs} SIGKILLs inside messages of up to 8 requests; {reconciled} reconciled"
+        f"{result.runs} SIGKILLs inside messages of up to 10 requests; {reconciled} reconciled"
     )
     env.stop(worker)
     env.stop(beat)
