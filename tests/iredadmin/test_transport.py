@@ -170,18 +170,14 @@ def test_the_cookie_follows_what_the_server_sets(http):
     ]
 
 
-def test_a_cookie_for_another_path_is_not_sent(http):
+@pytest.mark.parametrize(
+    "set_cookie",
+    [f"{COOKIE}=elsewhere; Path=/other/", f"{COOKIE}=tls-only; Secure; {ATTRIBUTES}"],
+    ids=["for-another-path", "secure-over-plain-http"],
+)
+def test_a_cookie_a_jar_would_not_send_here_is_not_sent(http, set_cookie):
     transport = Transport(BASE, verify=True)
-    answer(http, f"{COOKIE}=elsewhere; Path=/other/")
-    answer(http)
-    transport.send("GET", "/domains", timeout=5)
-    transport.send("GET", "/domains", timeout=5)
-    assert cookies_sent(http) == ["", ""]
-
-
-def test_a_secure_cookie_is_not_sent_over_plain_http(http):
-    transport = Transport(BASE, verify=True)
-    answer(http, f"{COOKIE}=tls-only; Secure; {ATTRIBUTES}")
+    answer(http, set_cookie)
     answer(http)
     transport.send("GET", "/domains", timeout=5)
     transport.send("GET", "/domains", timeout=5)
