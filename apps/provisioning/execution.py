@@ -456,7 +456,7 @@ def _record_failure(request: ProvisioningRequest, result: AttemptResult, now: An
 
 # After this many runs of a statement on its connection, the writer's PostgreSQL connection
 # prepares it (psycopg's default; Django prepares nothing): its claims and records are a few
-# statements run again and again, and parsing and planning them was a quarter of
+# statements run again and again, and parsing and planning them was a seventh of
 # PostgreSQL's CPU per request (docs/performance.md).
 _PREPARE_AFTER = 5
 
