@@ -540,6 +540,14 @@ def overtaken(request: ProvisioningRequest, settings, mail_server, *, effect: bo
     first = threading.Thread(target=first_worker)
     first.start()
 
+    # Once attempt 1's POST is at the server, its claim is committed: reading the request
+    # before that could meet the writer thread's transaction, which SQLite's shared in-memory
+    # test database refuses ("table is locked") rather than waits for.
+    deadline = time.monotonic() + 5
+    while not mail_server.emulator.stats()["calls"].get("POST user"):
+        assert time.monotonic() < deadline, "attempt 1 never called the server"
+        time.sleep(0.01)
+
     # Until attempt 1's lease has expired while it still waits for its answer (not a fixed
     # wait: a slow start of attempt 1 would leave attempt 2 a lease that still holds).
     def expired() -> bool:
