@@ -22,6 +22,7 @@ once on its own connection, in that transaction: a writer's connection would nei
 it has not committed nor roll back with it.
 """
 
+import copy
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -34,13 +35,17 @@ Answer = TypeVar("Answer")
 class _Slot(Generic[Item, Answer]):
     """One thread's item, and then its answer (or the exception writing it raised)."""
 
-    __slots__ = ("answer", "error", "finished", "item")
+    __slots__ = ("answer", "error", "finished", "generation", "item", "with_next")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, generation: int) -> None:
         self.item = item
         self.finished = threading.Event()
         self.answer: Answer | None = None
         self.error: BaseException | None = None
+        # The process's incarnation it was handed in to (a forked child is a new one).
+        self.generation = generation
+        # Handed in together with the slot after it: they go in the same batch.
+        self.with_next = False
 
 
 # What `enqueue` hands back: the ticket to ask `result` for the item's answer with.
@@ -77,6 +82,7 @@ class GroupCommit(Generic[Item, Answer]):
         self._work = threading.Condition(self._lock)
         self._waiting: list[_Slot[Item, Answer]] = []
         self._writer: threading.Thread | None = None
+        self._generation = getattr(self, "_generation", 0) + 1
 
     def submit(self, item: Item) -> Answer:
         return self.result(self.enqueue(item))
@@ -88,17 +94,24 @@ class GroupCommit(Generic[Item, Answer]):
 
     def enqueue_all(self, items: Sequence[Item]) -> list[Ticket]:
         """Hand in items to be written in one batch, without waiting: a ticket for each."""
-        slots = [_Slot(item) for item in items]
+        slots = [_Slot(item, self._generation) for item in items]
+        for slot in slots[:-1]:
+            slot.with_next = True
         if self._write_here():
             self._write(slots)
             return slots
         with self._lock:
-            self._waiting.extend(slots)
-            if self._writer is None:
-                self._writer = threading.Thread(
+            if self._writer is None or not self._writer.is_alive():
+                writer = threading.Thread(
                     target=self._write_forever, name="maildesk-writer", daemon=True
                 )
-                self._writer.start()
+                try:
+                    writer.start()
+                except RuntimeError as error:  # no thread to be had (a process limit)
+                    self._fail(slots, error)
+                    return slots
+                self._writer = writer
+            self._waiting.extend(slots)
             self._work.notify()
         return slots
 
@@ -106,13 +119,22 @@ class GroupCommit(Generic[Item, Answer]):
         """The answer for the item of this ticket, once written; raises what writing it raised."""
         while not slot.finished.wait(1.0):
             with self._lock:
-                # Handed in before a fork: this process's writer never had it.
-                if slot not in self._waiting and self._writer is None:
+                if slot.generation != self._generation:
                     raise RuntimeError(
                         "an item handed in by the parent process is not written here"
                     )
+                if not (self._writer and self._writer.is_alive()):
+                    # Cannot happen while `_write_forever` keeps its promise; never a hang.
+                    if slot in self._waiting:
+                        self._waiting.remove(slot)
+                    raise RuntimeError("the writer thread stopped before writing this item")
         if slot.error is not None:
-            raise slot.error
+            # Each thread raises its own copy: one exception object raised by several threads
+            # at once would gather all of their tracebacks.
+            error = _own_copy(slot.error)
+            if error is slot.error:
+                raise error
+            raise error from slot.error
         return slot.answer  # type: ignore[return-value]
 
     def _write_forever(self) -> None:
@@ -120,14 +142,22 @@ class GroupCommit(Generic[Item, Answer]):
             with self._lock:
                 while not self._waiting:
                     self._work.wait()
-                batch = self._waiting[: self._largest]
-                del self._waiting[: self._largest]
+                batch = self._next_batch()
             try:
                 self._before_batch()
             except BaseException as error:  # nothing may stop the writer: the batch fails
                 self._fail(batch, error)
                 continue
             self._write(batch)
+
+    def _next_batch(self) -> list[_Slot[Item, Answer]]:
+        """Up to `largest` items from the queue, never parting items handed in together."""
+        end = min(self._largest, len(self._waiting))
+        while end < len(self._waiting) and self._waiting[end - 1].with_next:
+            end += 1
+        batch = self._waiting[:end]
+        del self._waiting[:end]
+        return batch
 
     def _write(self, batch: list[_Slot[Item, Answer]]) -> None:
         """Write a batch and finish each slot with its answer or error; never raises."""
@@ -139,8 +169,10 @@ class GroupCommit(Generic[Item, Answer]):
             else:
                 self._write_one_by_one(batch)
             return
-        if len(answers) != len(batch):  # a bug: written, but whose answer is which is unknown
-            self._fail(batch, RuntimeError(f"{len(answers)} answers for {len(batch)} items"))
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            # A bug: written, but whose answer is which is unknown.
+            got = f"{len(answers)} answers" if isinstance(answers, list) else repr(answers)[:50]
+            self._fail(batch, RuntimeError(f"{got} for {len(batch)} items"))
             return
         for slot, answer in zip(batch, answers, strict=True):
             slot.answer = answer
@@ -160,3 +192,12 @@ class GroupCommit(Generic[Item, Answer]):
         for slot in batch:
             slot.error = error
             slot.finished.set()
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """A new exception like `error` (same type and arguments), or `error` itself if its type
+    cannot be made again that way."""
+    try:
+        return copy.copy(error)
+    except Exception:
+        return error

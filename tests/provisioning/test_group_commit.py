@@ -47,6 +47,15 @@ def until(condition) -> None:
     raise AssertionError("timed out")
 
 
+def raised(group: GroupCommit, ticket) -> BaseException | None:
+    """What asking for the ticket's answer raised, or None."""
+    try:
+        group.result(ticket)
+    except BaseException as error:
+        return error
+    return None
+
+
 def submit_in_threads(group: GroupCommit, items: list) -> dict:
     """Each item submitted from its own thread: item -> its answer, or the error it raised."""
     answers: dict = {}
@@ -241,3 +250,74 @@ def test_an_item_handed_in_before_a_fork_is_an_error_in_the_child_not_a_hang():
     with pytest.raises(RuntimeError, match="handed in by the parent process"):
         group.result(ticket)
     writer.release.set()
+
+
+def test_items_handed_in_together_are_never_parted_by_the_cap():
+    writer = Writer()
+    group = GroupCommit(writer, largest=4)
+    writer.release.clear()
+    group.enqueue("first")
+    assert writer.holding.wait(5)
+    singles = [group.enqueue(n) for n in (1, 2, 3)]
+    pair = group.enqueue_all(["a", "b"])  # the cap of 4 falls between them
+    writer.release.set()
+
+    for ticket in [*singles, *pair]:
+        group.result(ticket)
+    assert writer.batches == [["first"], [1, 2, 3, "a", "b"]]
+
+
+def test_each_thread_of_a_failed_batch_raises_its_own_exception():
+    """One exception object raised by several threads at once would gather their tracebacks."""
+    writer = Writer(stop_batches=True)
+
+    answers = arriving_while_a_batch_is_written(GroupCommit(writer), writer, [1, 2])
+
+    assert answers[1] is not answers[2]
+    assert answers[1].__cause__ is answers[2].__cause__
+    assert isinstance(answers[1].__cause__, KeyboardInterrupt)
+
+
+def test_a_write_that_answers_nothing_fails_its_batch_and_the_writer_goes_on():
+    answers = iter([None, ["fine"]])
+    group = GroupCommit(lambda items: next(answers))
+
+    with pytest.raises(RuntimeError, match="None for 1 items"):
+        group.submit("x")
+    assert group.submit("y") == "fine"
+
+
+def test_a_writer_thread_that_cannot_be_started_fails_the_items_not_the_caller(monkeypatch):
+    group = GroupCommit(Writer())
+    start = threading.Thread.start
+
+    def refuse(thread):
+        monkeypatch.setattr(threading.Thread, "start", start)  # once
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    ticket = group.enqueue(1)
+
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        group.result(ticket)
+    assert group.submit(2) == "answer 2"  # the next item starts a writer
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_thread_that_died_is_an_error_for_its_items_not_a_hang():
+    group = GroupCommit(Writer())
+
+    def die(batch):
+        raise SystemExit  # ends the writer thread, as no exception of a batch may
+
+    group._write = die
+    ticket = group.enqueue(1)
+
+    answer: dict = {}
+    asking = threading.Thread(target=lambda: answer.setdefault("error", raised(group, ticket)))
+    asking.start()
+    asking.join(10)
+    assert not asking.is_alive(), "result() hangs"
+    assert "writer thread stopped" in str(answer["error"])
+    del group._write  # the class's own again
+    assert group.submit(2) == "answer 2"  # the next item starts a new writer
