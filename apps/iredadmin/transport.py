@@ -6,16 +6,18 @@ settings with the call's, copies the cookie jar, prepares the request through a 
 (since requests 2.34, several runtime `Protocol` checks, slow on Python 3.11), and parses every
 response's cookies twice. That was half of the client's CPU per call, and a worker's CPU is
 what limits its throughput. Here the parts that do not change are made once: the headers, the
-proxies, the TLS settings, and the `Cookie` header, rebuilt only when the server sends a
-different `Set-Cookie`.
+proxies, the TLS settings, and the `Cookie` header, rebuilt when the server sends a different
+`Set-Cookie` or a cookie expires (a cookie for only part of the API is looked up per call, as
+a jar would).
 
 What goes on the wire is what `Session.request` sent (the same headers, body and URL), and
 the answer is a `requests.Response` read to its end, so errors are requests' own exceptions:
 the adapter does the sending, as in a Session (and `responses` stubs it in tests).
 """
 
+import time
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -45,7 +47,11 @@ class Transport:
         # Cookies are read from an answer only when its Set-Cookie headers differ from the last
         # ones read: the server repeats the same one on every answer (contract §3.2).
         self._last_set_cookie: list[str] = []
+        # The Cookie header of every call while each cookie applies to the whole base URL
+        # (None: looked up per call), and when the first of them expires (then made again).
         self._cookie_header: str | None = None
+        self._same_for_every_call = True
+        self._header_expires: float | None = None
 
     def close(self) -> None:
         self._adapter.close()
@@ -70,8 +76,9 @@ class Transport:
         request.headers = CaseInsensitiveDict(self._headers)
         request.hooks = {"response": []}
         # The headers in the order a Session puts them (tests compare the bytes sent).
-        if self._cookie_header:
-            request.headers["Cookie"] = self._cookie_header
+        cookie_header = self._cookie_header_for(request)
+        if cookie_header:
+            request.headers["Cookie"] = cookie_header
         request.body = None
         if form:
             request.body = urlencode(form)
@@ -92,7 +99,33 @@ class Transport:
             return
         extract_cookies_to_jar(self._cookies, request, response.raw)
         self._last_set_cookie = set_cookie
+        self._make_cookie_header()
+
+    def _cookie_header_for(self, request: requests.PreparedRequest) -> str | None:
+        if self._header_expires is not None and time.time() >= self._header_expires:
+            self._make_cookie_header()  # a cookie expired: the jar leaves it out now
+        if not self._same_for_every_call:
+            return get_cookie_header(self._cookies, request)
+        return self._cookie_header
+
+    def _make_cookie_header(self) -> None:
+        """The Cookie header for every call, if each cookie applies to the whole base URL."""
+        self._cookies.clear_expired_cookies()
+        base_path = urlsplit(self.base_url).path + "/"
+        self._same_for_every_call = all(
+            _path_covers(cookie.path, base_path) for cookie in self._cookies
+        )
+        expiries = [cookie.expires for cookie in self._cookies if cookie.expires is not None]
+        self._header_expires = min(expiries, default=None)
         # Every call is under the base URL: the cookies for it are the cookies for every call.
         base = requests.PreparedRequest()
         base.url, base.headers = self.base_url + "/", CaseInsensitiveDict()
         self._cookie_header = get_cookie_header(self._cookies, base)
+
+
+def _path_covers(cookie_path: str, request_path: str) -> bool:
+    """Whether a cookie of `cookie_path` is sent with a request for `request_path` and every
+    path under it (RFC 6265 §5.1.4, path-match)."""
+    return request_path.startswith(cookie_path) and (
+        cookie_path.endswith("/") or request_path[len(cookie_path) : len(cookie_path) + 1] == "/"
+    )

@@ -3,6 +3,7 @@ requests Session it replaced, and the server's session cookie kept as a cookie j
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -141,9 +142,11 @@ def http() -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-def answer(http: responses.RequestsMock, set_cookie: str | None = None) -> None:
+def answer(
+    http: responses.RequestsMock, set_cookie: str | None = None, path: str = "/domains"
+) -> None:
     headers = {"Set-Cookie": set_cookie} if set_cookie else {}
-    http.add(responses.GET, BASE + "/domains", json={"_success": True}, headers=headers)
+    http.add(responses.GET, BASE + path, json={"_success": True}, headers=headers)
 
 
 def cookies_sent(http: responses.RequestsMock) -> list[str]:
@@ -182,3 +185,33 @@ def test_a_cookie_a_jar_would_not_send_here_is_not_sent(http, set_cookie):
     transport.send("GET", "/domains", timeout=5)
     transport.send("GET", "/domains", timeout=5)
     assert cookies_sent(http) == ["", ""]
+
+
+def test_a_cookie_that_expires_is_no_longer_sent(http, monkeypatch):
+    transport = Transport(BASE, verify=True)
+    answer(http, f"{COOKIE}=brief; Max-Age=60; {ATTRIBUTES}")
+    answer(http)
+    answer(http)
+    transport.send("GET", "/domains", timeout=5)
+    transport.send("GET", "/domains", timeout=5)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 120)  # two minutes on, without a new one
+    transport.send("GET", "/domains", timeout=5)
+
+    assert cookies_sent(http) == ["", f"{COOKIE}=brief", ""]
+
+
+@pytest.mark.parametrize(
+    "set_cookie",
+    [f"{COOKIE}=users-only; Path=/iredadmin/api/user", f"{COOKIE}=users-only"],
+    ids=["a-path-under-the-base", "no-path-set-by-an-answer-under-user"],
+)
+def test_a_cookie_for_part_of_the_api_is_sent_there_only(http, set_cookie):
+    transport = Transport(BASE, verify=True)
+    answer(http, set_cookie, path="/user/a@example.com")
+    answer(http, path="/user/b@example.com")
+    answer(http)
+    for path in ("/user/a@example.com", "/user/b@example.com", "/domains"):
+        transport.send("GET", path, timeout=5)
+
+    assert cookies_sent(http) == ["", f"{COOKIE}=users-only", ""]
