@@ -146,7 +146,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # A worker process's writer prepares the statements it runs again and again (its claims and
 # records), so PostgreSQL parses and plans them once per connection (apps.provisioning
 # .execution). Only there: a prepared page query could keep a plan made for other values.
-# A PgBouncer in transaction mode needs max_prepared_statements (1.21+) for it, or this false.
+# A PgBouncer in transaction mode needs 1.22+ with max_prepared_statements (psycopg sends
+# DEALLOCATE ALL after a rollback), or this false (docs/deploy.md).
 MAILDESK_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
