@@ -142,11 +142,16 @@ def http() -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-def answer(
-    http: responses.RequestsMock, set_cookie: str | None = None, path: str = "/domains"
+def exchange(
+    http: responses.RequestsMock, transport: Transport, *answers: str | tuple | None
 ) -> None:
-    headers = {"Set-Cookie": set_cookie} if set_cookie else {}
-    http.add(responses.GET, BASE + path, json={"_success": True}, headers=headers)
+    """One GET per answer, each answered with that Set-Cookie (None: none). An answer is a
+    Set-Cookie value for /domains, or (path, Set-Cookie) for another path."""
+    for answer in answers:
+        path, set_cookie = answer if isinstance(answer, tuple) else ("/domains", answer)
+        headers = {"Set-Cookie": set_cookie} if set_cookie else {}
+        http.add(responses.GET, BASE + path, json={"_success": True}, headers=headers)
+        transport.send("GET", path, timeout=5)
 
 
 def cookies_sent(http: responses.RequestsMock) -> list[str]:
@@ -154,15 +159,16 @@ def cookies_sent(http: responses.RequestsMock) -> list[str]:
 
 
 def test_the_cookie_follows_what_the_server_sets(http):
-    transport = Transport(BASE, verify=True)
-    answer(http, f"{COOKIE}=first; {ATTRIBUTES}")
-    answer(http, f"{COOKIE}=first; {ATTRIBUTES}")  # the same again: kept
-    answer(http)  # none at all: kept
-    answer(http, f"{COOKIE}=second; {ATTRIBUTES}")  # a new session
-    answer(http, f"{COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; {ATTRIBUTES}")
-    answer(http)
-    for _ in range(6):
-        transport.send("GET", "/domains", timeout=5)
+    exchange(
+        http,
+        Transport(BASE, verify=True),
+        f"{COOKIE}=first; {ATTRIBUTES}",
+        f"{COOKIE}=first; {ATTRIBUTES}",  # the same again: kept
+        None,  # none at all: kept
+        f"{COOKIE}=second; {ATTRIBUTES}",  # a new session
+        f"{COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; {ATTRIBUTES}",
+        None,
+    )
     assert cookies_sent(http) == [
         "",
         f"{COOKIE}=first",
@@ -179,24 +185,16 @@ def test_the_cookie_follows_what_the_server_sets(http):
     ids=["for-another-path", "secure-over-plain-http"],
 )
 def test_a_cookie_a_jar_would_not_send_here_is_not_sent(http, set_cookie):
-    transport = Transport(BASE, verify=True)
-    answer(http, set_cookie)
-    answer(http)
-    transport.send("GET", "/domains", timeout=5)
-    transport.send("GET", "/domains", timeout=5)
+    exchange(http, Transport(BASE, verify=True), set_cookie, None)
     assert cookies_sent(http) == ["", ""]
 
 
 def test_a_cookie_that_expires_is_no_longer_sent(http, monkeypatch):
     transport = Transport(BASE, verify=True)
-    answer(http, f"{COOKIE}=brief; Max-Age=60; {ATTRIBUTES}")
-    answer(http)
-    answer(http)
-    transport.send("GET", "/domains", timeout=5)
-    transport.send("GET", "/domains", timeout=5)
+    exchange(http, transport, f"{COOKIE}=brief; Max-Age=60; {ATTRIBUTES}", None)
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 120)  # two minutes on, without a new one
-    transport.send("GET", "/domains", timeout=5)
+    exchange(http, transport, None)
 
     assert cookies_sent(http) == ["", f"{COOKIE}=brief", ""]
 
@@ -207,11 +205,11 @@ def test_a_cookie_that_expires_is_no_longer_sent(http, monkeypatch):
     ids=["a-path-under-the-base", "no-path-set-by-an-answer-under-user"],
 )
 def test_a_cookie_for_part_of_the_api_is_sent_there_only(http, set_cookie):
-    transport = Transport(BASE, verify=True)
-    answer(http, set_cookie, path="/user/a@example.com")
-    answer(http, path="/user/b@example.com")
-    answer(http)
-    for path in ("/user/a@example.com", "/user/b@example.com", "/domains"):
-        transport.send("GET", path, timeout=5)
-
+    exchange(
+        http,
+        Transport(BASE, verify=True),
+        ("/user/a@example.com", set_cookie),
+        ("/user/b@example.com", None),
+        None,
+    )
     assert cookies_sent(http) == ["", f"{COOKIE}=users-only", ""]
