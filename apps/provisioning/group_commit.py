@@ -35,7 +35,7 @@ Answer = TypeVar("Answer")
 class _Slot(Generic[Item, Answer]):
     """One thread's item, and then its answer (or the exception writing it raised)."""
 
-    __slots__ = ("answer", "error", "finished", "generation", "item", "with_next")
+    __slots__ = ("answer", "error", "finished", "generation", "item", "taken_by", "with_next")
 
     def __init__(self, item: Item, generation: int) -> None:
         self.item = item
@@ -46,6 +46,8 @@ class _Slot(Generic[Item, Answer]):
         self.generation = generation
         # Handed in together with the slot after it: they go in the same batch.
         self.with_next = False
+        # The writer thread that took it into a batch.
+        self.taken_by: threading.Thread | None = None
 
 
 # What `enqueue` hands back: the ticket to ask `result` for the item's answer with.
@@ -123,7 +125,8 @@ class GroupCommit(Generic[Item, Answer]):
                     raise RuntimeError(
                         "an item handed in by the parent process is not written here"
                     )
-                if not (self._writer and self._writer.is_alive()):
+                writer = slot.taken_by or self._writer
+                if not (writer and writer.is_alive()):
                     # Cannot happen while `_write_forever` keeps its promise; never a hang.
                     if slot in self._waiting:
                         self._waiting.remove(slot)
@@ -157,6 +160,8 @@ class GroupCommit(Generic[Item, Answer]):
             end += 1
         batch = self._waiting[:end]
         del self._waiting[:end]
+        for slot in batch:
+            slot.taken_by = threading.current_thread()
         return batch
 
     def _write(self, batch: list[_Slot[Item, Answer]]) -> None:

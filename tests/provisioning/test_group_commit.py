@@ -311,13 +311,14 @@ def test_a_writer_thread_that_died_is_an_error_for_its_items_not_a_hang():
         raise SystemExit  # ends the writer thread, as no exception of a batch may
 
     group._write = die
-    ticket = group.enqueue(1)
+    lost = group.enqueue(1)  # taken into a batch by the writer that dies
+    until(lambda: not group._writer.is_alive())
+    del group._write  # the class's own again
+    assert group.submit(2) == "answer 2"  # the next item starts a new writer
 
     answer: dict = {}
-    asking = threading.Thread(target=lambda: answer.setdefault("error", raised(group, ticket)))
+    asking = threading.Thread(target=lambda: answer.setdefault("error", raised(group, lost)))
     asking.start()
     asking.join(10)
     assert not asking.is_alive(), "result() hangs"
     assert "writer thread stopped" in str(answer["error"])
-    del group._write  # the class's own again
-    assert group.submit(2) == "answer 2"  # the next item starts a new writer
