@@ -45,7 +45,8 @@ class Transport:
         self._headers["Accept"] = "application/json"
         self._cookies = RequestsCookieJar()
         # Cookies are read from an answer only when its Set-Cookie headers differ from the last
-        # ones read: the server repeats the same one on every answer (contract §3.2).
+        # ones read: the server repeats the same one on every answer (contract §3.2), with its
+        # Path, so the same header is the same cookie whatever the path it answered.
         self._last_set_cookie: list[str] = []
         # The Cookie header of every call while each cookie applies to the whole base URL
         # (None: looked up per call), and when the first of them expires (then made again).
