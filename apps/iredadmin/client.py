@@ -162,15 +162,6 @@ class IRedAdminClient:
         #: API calls sent, logins excluded.
         self.call_count = 0
 
-        if verify is True:
-            # The environment's CA bundle, which a requests Session would look up on every call.
-            for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-                bundle = os.environ.get(variable)
-                if bundle:
-                    if not os.path.isfile(bundle):
-                        raise ValueError(f"{variable} names {bundle!r}, which does not exist")
-                    verify = bundle
-                    break
         self._http = Transport(self.base_url, verify=verify)
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ the answer is a `requests.Response` read to its end, so errors are requests' own
 the adapter does the sending, as in a Session (and `responses` stubs it in tests).
 """
 
+import os
 import time
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
@@ -36,9 +37,9 @@ class Transport:
         # requests normalises the URL (an IDN host in ASCII, say); once here, not per call.
         # Every call's URL is this plus percent-encoded path segments.
         self.base_url = requests.Request("GET", base_url).prepare().url.rstrip("/")
-        self._verify = verify
-        # The environment's proxies are read once, not on every call.
+        # The environment's proxies and CA bundle are read once, not on every call.
         self._proxies = get_environ_proxies(self.base_url)
+        self._verify = _ca_bundle_from_environment() if verify is True else verify
         # No automatic retries at the HTTP layer: a repeated POST must be the client's decision.
         self._adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         self._headers = default_headers()
@@ -122,6 +123,17 @@ class Transport:
         base = requests.PreparedRequest()
         base.url, base.headers = self.base_url + "/", CaseInsensitiveDict()
         self._cookie_header = get_cookie_header(self._cookies, base)
+
+
+def _ca_bundle_from_environment() -> bool | str:
+    """The CA bundle the environment names (as requests reads it), else True: the system's."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        bundle = os.environ.get(variable)
+        if bundle:
+            if not os.path.isfile(bundle):
+                raise ValueError(f"{variable} names {bundle!r}, which does not exist")
+            return bundle
+    return True
 
 
 def _path_covers(cookie_path: str, request_path: str) -> bool:

@@ -74,6 +74,7 @@ class GroupCommit(Generic[Item, Answer]):
         self._largest = largest
         self._write_here = write_here
         self._before_batch = before_batch
+        self._generation = 0  # one more in each forked child (`_reset`)
         self._reset()
         # A forked child has none of the parent's threads: it starts its own writer, and must
         # not inherit a lock held, or items queued, by the parent's.
@@ -84,7 +85,7 @@ class GroupCommit(Generic[Item, Answer]):
         self._work = threading.Condition(self._lock)
         self._waiting: list[_Slot[Item, Answer]] = []
         self._writer: threading.Thread | None = None
-        self._generation = getattr(self, "_generation", 0) + 1
+        self._generation += 1
 
     def submit(self, item: Item) -> Answer:
         return self.result(self.enqueue(item))
